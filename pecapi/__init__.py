@@ -1,0 +1,109 @@
+"""pecapi: an asyncio-native client for the Openapi.it PEC API.
+
+Certified e-mail mailboxes (InfoCert Legalmail, Domicilio Digitale, PEC Massiva):
+register, activate, renew, upgrade, revoke, and communicate them to the business
+register. See :class:`PecClient`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from pecapi.client import PRODUCTION_URL, SANDBOX_URL, PecClient
+from pecapi.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
+    InsufficientCreditError,
+    NotAcceptableError,
+    NotFoundError,
+    OperationFailedError,
+    PecApiError,
+    PecConnectionError,
+    PecError,
+    PecTimeoutError,
+    PermissionDeniedError,
+    PreconditionRequiredError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TransportError,
+    UnexpectedStatusError,
+    ValidationError,
+)
+from pecapi.models import (
+    Callback,
+    CallbackMethod,
+    ComunicaPec,
+    ComunicaPecRequest,
+    ComunicaPecState,
+    ComunicaPecSummary,
+    DomainCheck,
+    Mailbox,
+    MailboxRegistration,
+    MailboxState,
+    MailboxSummary,
+    MailboxUser,
+    MailboxUserInfo,
+    Qualifica,
+    Sesso,
+    SottotipoCliente,
+    Timestamps,
+    TipoCasella,
+    TipoCliente,
+    TipoDocumento,
+)
+from pecapi.transport.auth import StaticToken, TokenProvider
+from pecapi.transport.options import RequestOptions, Timeout
+
+__all__ = [
+    "PRODUCTION_URL",
+    "SANDBOX_URL",
+    "AuthenticationError",
+    "BadRequestError",
+    "Callback",
+    "CallbackMethod",
+    "ClientClosedError",
+    "ComunicaPec",
+    "ComunicaPecRequest",
+    "ComunicaPecState",
+    "ComunicaPecSummary",
+    "ConfigurationError",
+    "DomainCheck",
+    "InsufficientCreditError",
+    "Mailbox",
+    "MailboxRegistration",
+    "MailboxState",
+    "MailboxSummary",
+    "MailboxUser",
+    "MailboxUserInfo",
+    "NotAcceptableError",
+    "NotFoundError",
+    "OperationFailedError",
+    "PecApiError",
+    "PecClient",
+    "PecConnectionError",
+    "PecError",
+    "PecTimeoutError",
+    "PermissionDeniedError",
+    "PreconditionRequiredError",
+    "Qualifica",
+    "RateLimitError",
+    "RequestOptions",
+    "ResponseDecodeError",
+    "ServerError",
+    "Sesso",
+    "SottotipoCliente",
+    "StaticToken",
+    "Timeout",
+    "Timestamps",
+    "TipoCasella",
+    "TipoCliente",
+    "TipoDocumento",
+    "TokenProvider",
+    "TransportError",
+    "UnexpectedStatusError",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,177 @@
+"""``PecClient``: the session wrapper and the entry point to every operation."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from pecapi.errors import ConfigurationError
+from pecapi.resources.comunica_pec import ComunicaPecRequests
+from pecapi.resources.domains import Domains
+from pecapi.resources.mailboxes import Mailboxes
+from pecapi.transport.auth import TokenProvider, resolve_token
+from pecapi.transport.endpoint import Endpoint
+from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
+from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
+
+__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "PecClient"]
+
+PRODUCTION_URL = "https://pec.openapi.it"
+SANDBOX_URL = "https://test.pec.openapi.it"
+
+
+def _no_body() -> None:
+    return None
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str | URL) -> URL:
+    try:
+        url = URL(base_url)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"base_url is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, not {url!s}")
+    if url.user is not None or url.password is not None:
+        raise ConfigurationError("base_url must not contain credentials")
+    if url.query_string or url.fragment:
+        raise ConfigurationError("base_url must not have a query or fragment")
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise ConfigurationError(
+            f"refusing plain http:// to {url.host}: the token would travel in clear text "
+            "(plain http is allowed for loopback addresses only)"
+        )
+    return url
+
+
+class PecClient:
+    """Async client of the Openapi.it PEC API.
+
+    ::
+
+        async with PecClient(sandbox=True) as client:
+            mailboxes = await client.mailboxes.list()
+
+    ``token`` is a bearer token or a :class:`~pecapi.TokenProvider`; when omitted it
+    comes from ``OPENAPI_SANDBOX_TOKEN`` (sandbox) or ``OPENAPI_TOKEN``. ``base_url``
+    overrides the environment's URL (e.g. an emulator on loopback). ``session`` lets
+    the client share an aiohttp session it will not close; pecapi turns off that
+    session's silent re-send of idempotent requests (see README). ``timeout`` is the
+    default for every call; ``options=`` on a call or :meth:`with_options` change it.
+    """
+
+    __slots__ = ("_defaults", "_pipeline", "_sandbox", "comunica_pec", "domains", "mailboxes")
+
+    def __init__(
+        self,
+        token: str | TokenProvider | None = None,
+        *,
+        sandbox: bool = False,
+        base_url: str | URL | None = None,
+        timeout: Timeout | float = DEFAULT_TIMEOUT,
+        session: aiohttp.ClientSession | None = None,
+        connection_limit: int = 100,
+    ) -> None:
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        if isinstance(connection_limit, bool) or not isinstance(connection_limit, int):
+            raise ConfigurationError("connection_limit must be an int")
+        if connection_limit < 1:
+            raise ConfigurationError("connection_limit must be at least 1")
+        url = _check_base_url(
+            base_url if base_url is not None else (SANDBOX_URL if sandbox else PRODUCTION_URL)
+        )
+        self._sandbox = bool(sandbox)
+        self._pipeline = Pipeline(
+            base_url=url,
+            token=resolve_token(token, sandbox=self._sandbox),
+            session=session,
+            connection_limit=connection_limit,
+            defaults=RequestOptions(timeout=Timeout.of(timeout) or DEFAULT_TIMEOUT),
+        )
+        self._defaults = RequestOptions()
+        self._bind()
+
+    def _bind(self) -> None:
+        self.domains = Domains(self)
+        self.mailboxes = Mailboxes(self)
+        self.comunica_pec = ComunicaPecRequests(self)
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def sandbox(self) -> bool:
+        """True when the client follows the sandbox's rules (test domains)."""
+        return self._sandbox
+
+    @property
+    def base_url(self) -> URL:
+        return self._pipeline.base_url
+
+    @property
+    def closed(self) -> bool:
+        return self._pipeline.closed
+
+    def with_options(self, *, timeout: Timeout | float | None = None) -> PecClient:
+        """A client sharing this one's session and token, with other call defaults.
+
+        Closing either closes the shared session.
+        """
+        clone = object.__new__(PecClient)
+        clone._sandbox = self._sandbox
+        clone._pipeline = self._pipeline
+        clone._defaults = RequestOptions(timeout=timeout).merged_over(self._defaults)
+        clone._bind()
+        return clone
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"PecClient(base_url={str(self.base_url)!r}, sandbox={self._sandbox}, {state})"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> PecClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (only one the client created). Safe to call twice."""
+        await self._pipeline.aclose()
+
+    # -- the pipeline, for resources -----------------------------------------------------
+
+    def _exchange(
+        self,
+        endpoint: Endpoint[Any],
+        *,
+        params: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        body: BodyFactory = _no_body,
+        options: RequestOptions | None = None,
+    ) -> Exchange:
+        merged = options.merged_over(self._defaults) if options is not None else self._defaults
+        return self._pipeline.exchange(
+            endpoint, params=params, query=query, body=body, options=merged
+        )

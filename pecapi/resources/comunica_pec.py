@@ -1,0 +1,102 @@
+"""``client.comunica_pec``: communicate a mailbox to the business register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import overload
+
+from pecapi.documents import DocumentKind, Documents, prepare_documents
+from pecapi.errors import ValidationError
+from pecapi.models.comunica import ComunicaPec, ComunicaPecRequest, ComunicaPecSummary
+from pecapi.models.converter import unstructure
+from pecapi.resources._base import Resource, list_of, object_of
+from pecapi.transport.download import Destination, download_pdf
+from pecapi.transport.endpoint import Effect, Endpoint
+from pecapi.transport.options import RequestOptions
+from pecapi.transport.pipeline import json_body
+
+__all__ = ["ComunicaPecRequests"]
+
+LIST = Endpoint(
+    name="comunica_pec.list",
+    method="GET",
+    path="/comunica_pec",
+    effect=Effect.READ,
+    decode=list_of(ComunicaPecSummary),
+    empty_when=frozenset({(404, 332)}),
+)
+CREATE = Endpoint(
+    name="comunica_pec.create",
+    method="POST",
+    path="/comunica_pec",
+    effect=Effect.PAID,
+    decode=object_of(ComunicaPec),
+)
+GET = Endpoint(
+    name="comunica_pec.get",
+    method="GET",
+    path="/comunica_pec/{id}",
+    effect=Effect.READ,
+    decode=object_of(ComunicaPec),
+)
+UPLOAD_DOCUMENTS = Endpoint(
+    name="comunica_pec.upload_documents",
+    method="PATCH",
+    path="/comunica_pec/{id}",
+    effect=Effect.WRITE,
+    decode=object_of(ComunicaPec),
+)
+POWER_OF_ATTORNEY: Endpoint[bytes] = Endpoint(
+    name="comunica_pec.power_of_attorney",
+    method="GET",
+    path="/comunica_pec/{id}/procura_registro_imprese",
+    effect=Effect.READ,
+    decode=lambda reply: b"",
+)
+ENDPOINTS = (LIST, CREATE, GET, UPLOAD_DOCUMENTS, POWER_OF_ATTORNEY)
+
+
+class ComunicaPecRequests(Resource):
+    """Communications of certified mailboxes to the business register (``/comunica_pec``)."""
+
+    __slots__ = ()
+
+    async def list(self, *, options: RequestOptions | None = None) -> list[ComunicaPecSummary]:
+        """``GET /comunica_pec``: every request of the account (``[]`` when there is none)."""
+        return await self._call(LIST, options=options)
+
+    async def create(
+        self, request: ComunicaPecRequest, *, options: RequestOptions | None = None
+    ) -> ComunicaPec:
+        """``POST /comunica_pec``: start a communication (paid)."""
+        if not isinstance(request, ComunicaPecRequest):
+            raise ValidationError(None, "request must be a pecapi.ComunicaPecRequest")
+        return await self._call(CREATE, body=json_body(unstructure(request)), options=options)
+
+    async def get(self, id: str, *, options: RequestOptions | None = None) -> ComunicaPec:
+        """``GET /comunica_pec/{id}``: one request."""
+        return await self._call(GET, params={"id": id}, options=options)
+
+    async def upload_documents(
+        self, id: str, documenti: Documents, *, options: RequestOptions | None = None
+    ) -> ComunicaPec:
+        """``PATCH /comunica_pec/{id}``: upload the digitally signed power of attorney (p7m)."""
+        docs = prepare_documents(documenti, DocumentKind.P7M)
+        return await self._call(
+            UPLOAD_DOCUMENTS, params={"id": id}, body=docs.body, options=options
+        )
+
+    @overload
+    async def power_of_attorney(
+        self, id: str, dest: None = None, *, options: RequestOptions | None = None
+    ) -> bytes: ...
+    @overload
+    async def power_of_attorney(
+        self, id: str, dest: Destination, *, options: RequestOptions | None = None
+    ) -> Path: ...
+    async def power_of_attorney(
+        self, id: str, dest: Destination | None = None, *, options: RequestOptions | None = None
+    ) -> bytes | Path:
+        """``GET /comunica_pec/{id}/procura_registro_imprese``: the form to sign (PDF)."""
+        exchange = self._client._exchange(POWER_OF_ATTORNEY, params={"id": id}, options=options)
+        return await download_pdf(self._client._pipeline, exchange, dest)

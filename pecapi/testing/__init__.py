@@ -1,0 +1,34 @@
+"""pecapi.testing: a stateful emulator of the PEC API for tests, demos and benchmarks.
+
+>>> from pecapi.testing import Emulator, DEFAULT_TOKEN
+>>> emu = Emulator()                       # sandbox, DEFAULT_TOKEN with every scope
+>>> async with emu.serve() as server:      # doctest: +SKIP
+...     print(server.url)                  # http://127.0.0.1:<port>
+
+See ``pecapi/testing/README.md``.
+"""
+
+from __future__ import annotations
+
+from .errors import DOCUMENTED_CODES, INVENTED_CODES, ErrorCode
+from .faults import Fault, FaultPlan
+from .ledger import DEFAULT_REGISTER_PRICES, Charge, PriceList, RequestRecord
+from .pdf import make_pdf
+from .state import DEFAULT_SPACES, DEFAULT_TOKEN, Emulator, RunningEmulator
+
+__all__ = [
+    "DEFAULT_REGISTER_PRICES",
+    "DEFAULT_SPACES",
+    "DEFAULT_TOKEN",
+    "DOCUMENTED_CODES",
+    "INVENTED_CODES",
+    "Charge",
+    "Emulator",
+    "ErrorCode",
+    "Fault",
+    "FaultPlan",
+    "PriceList",
+    "RequestRecord",
+    "RunningEmulator",
+    "make_pdf",
+]

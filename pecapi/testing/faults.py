@@ -1,0 +1,230 @@
+"""The fault plan: seeded, deterministic network and server faults injected by the emulator."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+__all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPlan", "FaultRule"]
+
+FaultKind = Literal[
+    "latency",
+    "status",
+    "drop_before",
+    "drop_after",
+    "slow_body",
+    "truncated_body",
+    "malformed_json",
+]
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "latency",
+    "status",
+    "drop_before",
+    "drop_after",
+    "slow_body",
+    "truncated_body",
+    "malformed_json",
+)
+BodyKind = Literal["json", "html", "empty"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault. Build it with the class methods, e.g. ``Fault.drop_after()``.
+
+    - ``latency(seconds | (lo, hi))``: delay, then process normally;
+    - ``status(code, body="json"|"html"|"empty", retry_after=None)``: answer ``code`` without
+      processing (``retry_after``: int seconds, ``"http-date"`` for an HTTP-date one second
+      ahead of the real clock, or any other string sent verbatim);
+    - ``drop_before()``: close the connection without processing or answering;
+    - ``drop_after()``: process and commit, then close the connection before answering;
+    - ``slow_body(delay, chunks=4)``: process, send headers, then the body in ``chunks`` parts
+      with ``delay`` seconds between them;
+    - ``truncated_body(fraction=0.5)``: process, announce the full Content-Length, send only
+      that fraction of the body and close the connection;
+    - ``malformed_json()``: process, answer 200 ``application/json`` with a broken JSON body.
+    """
+
+    kind: FaultKind
+    delay: float = 0.0
+    delay_max: float | None = None
+    code: int = 0
+    body: BodyKind = "json"
+    retry_after: int | str | None = None
+    chunks: int = 4
+    fraction: float = 0.5
+
+    @classmethod
+    def latency(cls, seconds: float | tuple[float, float]) -> Fault:
+        if isinstance(seconds, tuple):
+            lo, hi = (float(seconds[0]), float(seconds[1]))
+            if lo < 0 or hi < lo:
+                raise ValueError("latency range must be (lo, hi) with 0 <= lo <= hi")
+            return cls("latency", delay=lo, delay_max=hi)
+        if seconds < 0:
+            raise ValueError("latency must be >= 0")
+        return cls("latency", delay=float(seconds))
+
+    @classmethod
+    def status(
+        cls, code: int, body: BodyKind = "json", retry_after: int | str | None = None
+    ) -> Fault:
+        if not 100 <= code <= 599:
+            raise ValueError(f"not an HTTP status: {code}")
+        if body not in ("json", "html", "empty"):
+            raise ValueError("body must be 'json', 'html' or 'empty'")
+        return cls("status", code=code, body=body, retry_after=retry_after)
+
+    @classmethod
+    def drop_before(cls) -> Fault:
+        return cls("drop_before")
+
+    @classmethod
+    def drop_after(cls) -> Fault:
+        return cls("drop_after")
+
+    @classmethod
+    def slow_body(cls, delay: float, chunks: int = 4) -> Fault:
+        if delay < 0 or chunks < 1:
+            raise ValueError("slow_body needs delay >= 0 and chunks >= 1")
+        return cls("slow_body", delay=float(delay), chunks=chunks)
+
+    @classmethod
+    def truncated_body(cls, fraction: float = 0.5) -> Fault:
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError("fraction must be in [0, 1)")
+        return cls("truncated_body", fraction=fraction)
+
+    @classmethod
+    def malformed_json(cls) -> Fault:
+        return cls("malformed_json")
+
+
+@dataclass(slots=True)
+class FaultRule:
+    """A rule of the plan: which requests it matches and what it does to them."""
+
+    faults: tuple[Fault, ...]
+    method: str | None
+    path: str | None
+    remaining: int | None = None  # once/next rules: how many more requests it faults
+    probability: float = 1.0  # rate rules
+    rng: random.Random | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method != "*" and self.method != method:
+            return False
+        return self.path is None or fnmatchcase(path, self.path)
+
+
+class FaultPlan:
+    """Which requests are faulted, and how. Consulted once per request, in order: the
+    once/next rules first (in the order they were added), then the rate rules.
+
+    ``path`` is an :func:`fnmatch.fnmatchcase` glob on the request path (``*`` also matches
+    ``/``), ``method`` an HTTP method (case-insensitive; ``None`` or ``"*"``: any).
+    Every applied fault is counted by kind in :attr:`counts`.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._queued: list[FaultRule] = []
+        self._rates: list[FaultRule] = []
+        self._rate_rules_made = 0
+        self.counts: Counter[str] = Counter()
+
+    def once(self, fault: Fault, *, method: str | None = None, path: str | None = None) -> None:
+        """Fault the next matching request."""
+        self.next(1, fault, method=method, path=path)
+
+    def next(
+        self, n: int, fault: Fault, *, method: str | None = None, path: str | None = None
+    ) -> None:
+        """Fault the next ``n`` matching requests."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self._queued.append(FaultRule((fault,), _method(method), path, remaining=n))
+
+    def rate(
+        self,
+        probability: float,
+        faults: Fault | Sequence[Fault],
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Fault each matching request with ``probability``, the kind picked at random from
+        ``faults``. The draws come from ``seed`` (by default derived from the plan's seed and
+        the rule's position), so the same requests get the same faults on every run."""
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError("probability must be in [0, 1]")
+        kinds = (faults,) if isinstance(faults, Fault) else tuple(faults)
+        if not kinds:
+            raise ValueError("at least one fault is required")
+        self._rate_rules_made += 1
+        rule_seed = seed if seed is not None else self._seed * 1_000_003 + self._rate_rules_made
+        rule = FaultRule(
+            kinds,
+            _method(method),
+            path,
+            probability=probability,
+            rng=random.Random(rule_seed),
+        )
+        self._rates.append(rule)
+
+    def clear(self) -> None:
+        """Remove every rule (:attr:`counts` is kept; ``counts.clear()`` resets it)."""
+        self._queued.clear()
+        self._rates.clear()
+
+    @property
+    def pending(self) -> int:
+        """How many requests the once/next rules will still fault."""
+        return sum(rule.remaining or 0 for rule in self._queued)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._queued or self._rates)
+
+    def pick(self, method: str, path: str) -> Fault | None:
+        """The fault for this request (consuming once/next rules), or ``None``."""
+        if not self._queued and not self._rates:
+            return None
+        method = method.upper()
+        for i, rule in enumerate(self._queued):
+            if rule.matches(method, path):
+                remaining = (rule.remaining or 1) - 1
+                if remaining <= 0:
+                    del self._queued[i]
+                else:
+                    rule.remaining = remaining
+                return self._applied(rule.faults[0])
+        for rule in self._rates:
+            if rule.matches(method, path):
+                assert rule.rng is not None
+                if rule.rng.random() < rule.probability:
+                    fault = rule.faults[0]
+                    if len(rule.faults) > 1:
+                        fault = rule.faults[rule.rng.randrange(len(rule.faults))]
+                    return self._applied(fault)
+        return None
+
+    def latency_of(self, fault: Fault) -> float:
+        """The delay of a latency fault (drawn from the plan's seeded generator for a range)."""
+        if fault.delay_max is None:
+            return fault.delay
+        return self._rng.uniform(fault.delay, fault.delay_max)
+
+    def _applied(self, fault: Fault) -> Fault:
+        self.counts[fault.kind] += 1
+        return fault
+
+
+def _method(method: str | None) -> str | None:
+    return None if method is None else method.upper()

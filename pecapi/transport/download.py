@@ -1,0 +1,112 @@
+"""PDF downloads (the forms), streamed to a file in chunks when a destination is given."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from pecapi.errors import ResponseDecodeError, ValidationError
+from pecapi.transport.pipeline import Exchange, Pipeline, RawResponse, api_error
+
+__all__ = ["Destination", "download_pdf"]
+
+Destination = str | os.PathLike[str]
+
+_CHUNK = 64 * 1024
+_ERROR_BODY_LIMIT = 64 * 1024
+_PDF_MAGIC = b"%PDF-"
+
+
+class _Failed:
+    """A non-200 answer, read (boundedly) so it can become a typed error."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: RawResponse) -> None:
+        self.raw = raw
+
+
+def _check_destination(dest: Destination | None) -> None:
+    if dest is None:
+        return
+    if not isinstance(dest, (str, os.PathLike)):
+        raise ValidationError("dest", f"must be a path, not {type(dest).__name__}")
+    path = Path(dest)
+    if path.is_dir():
+        raise ValidationError("dest", f"{os.fspath(dest)!r} is a directory")
+    if not path.parent.is_dir():
+        raise ValidationError("dest", f"the folder of {os.fspath(dest)!r} does not exist")
+
+
+async def download_pdf(
+    pipeline: Pipeline, exchange: Exchange, dest: Destination | None
+) -> bytes | Path:
+    """GET a PDF: its bytes when ``dest`` is None, else the path (or file) written."""
+    _check_destination(dest)
+
+    async def read(response: aiohttp.ClientResponse) -> bytes | Path | _Failed:
+        if response.status != 200:
+            body = await response.content.read(_ERROR_BODY_LIMIT)
+            return _Failed(RawResponse(response.status, dict(response.headers), body))
+        first = await response.content.read(_CHUNK)
+        if _PDF_MAGIC not in first[:1024]:
+            rest = await response.content.read(_ERROR_BODY_LIMIT)
+            raise ResponseDecodeError(
+                "expected a PDF",
+                method=exchange.method,
+                url=exchange.url,
+                status=response.status,
+                headers=dict(response.headers),
+                body=first + rest,
+            )
+        if dest is None:
+            return first + await response.content.read()
+        return await _to_path(Path(dest), first, response)
+
+    result = await pipeline.attempt(exchange, read)
+    if isinstance(result, _Failed):
+        raise _form_error(exchange, result.raw)
+    return result
+
+
+async def _to_path(path: Path, first: bytes, response: aiohttp.ClientResponse) -> Path:
+    # Written beside the target and renamed at the end: a failed or cancelled download
+    # never leaves a half PDF under the requested name.
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(first)
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                out.write(chunk)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    return path
+
+
+def _form_error(exchange: Exchange, raw: RawResponse) -> Exception:
+    # The form endpoints answer errors as text/plain; a JSON envelope is read too.
+    text = raw.body.decode("utf-8", "replace").strip()
+    code: int | None = None
+    body: Any = text
+    message = " ".join(text.split())[:300] or f"HTTP {raw.status}"
+    if text.startswith("{"):
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            body = payload
+            if isinstance(payload.get("message"), str):
+                message = payload["message"]
+            if isinstance(payload.get("error"), int):
+                code = payload["error"]
+    return api_error(exchange, raw, message=message, code=code, body=body)

@@ -1,0 +1,391 @@
+"""The one request pipeline every operation goes through.
+
+build URL -> auth -> send -> (retry / reconcile: see ``attempt``) -> decode envelope -> model
+
+The pipeline owns the aiohttp session: it creates it lazily inside the running loop,
+closes only a session it created, and turns off aiohttp's silent re-send of GET, HEAD,
+DELETE... on a dropped kept-alive connection (a renewal is a paid GET).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import platform
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp.payload import Payload
+from yarl import URL
+
+from pecapi import __version__
+from pecapi.errors import (
+    ClientClosedError,
+    PecApiError,
+    PecConnectionError,
+    PecTimeoutError,
+    RateLimitError,
+    ResponseDecodeError,
+    TransportError,
+    api_error_class,
+    safe_url,
+)
+from pecapi.transport.auth import TokenProvider
+from pecapi.transport.endpoint import Endpoint, Reply, build_url
+from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
+
+__all__ = ["Exchange", "Pipeline", "RawResponse"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+logger = logging.getLogger("pecapi")
+
+USER_AGENT = (
+    f"pecapi/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+)
+
+Body = bytes | Payload | None
+BodyFactory = Callable[[], Body]
+
+
+class RawResponse:
+    """Status, headers and body of one HTTP answer, read in full."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class Exchange:
+    """One call of one endpoint: everything needed to send it (again)."""
+
+    __slots__ = ("body", "endpoint", "method", "options", "params", "query", "url")
+
+    def __init__(
+        self,
+        endpoint: Endpoint[Any],
+        url: URL,
+        params: Mapping[str, str],
+        query: Mapping[str, str] | None,
+        body: BodyFactory,
+        options: RequestOptions,
+    ) -> None:
+        self.endpoint = endpoint
+        self.method = endpoint.method
+        self.url = url
+        self.params = params
+        self.query = query
+        self.body = body
+        self.options = options
+
+
+def _no_body() -> Body:
+    return None
+
+
+def json_body(obj: Any) -> BodyFactory:
+    """A body factory for a JSON object, encoded once."""
+    encoded = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return lambda: encoded
+
+
+class Pipeline:
+    """Sends exchanges over one lazily created aiohttp session."""
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        token: TokenProvider,
+        session: aiohttp.ClientSession | None = None,
+        connection_limit: int = 100,
+        defaults: RequestOptions | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._token = token
+        self._session = session
+        self._owns_session = session is None
+        self._connection_limit = connection_limit
+        self._closed = False
+        self.defaults = defaults or RequestOptions(timeout=DEFAULT_TIMEOUT)
+        if session is not None:
+            _disable_silent_resend(session)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this PecClient is closed; create a new one")
+        if self._session is None:
+            # Created here, not in __init__, so that it binds to the loop that uses it.
+            connector = aiohttp.TCPConnector(
+                limit=self._connection_limit, limit_per_host=self._connection_limit
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                auto_decompress=True,
+            )
+            _disable_silent_resend(self._session)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    # -- building ------------------------------------------------------------------------
+
+    def exchange(
+        self,
+        endpoint: Endpoint[Any],
+        *,
+        params: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        body: BodyFactory = _no_body,
+        options: RequestOptions | None = None,
+    ) -> Exchange:
+        params = params or {}
+        url = build_url(self.base_url, endpoint, params)
+        if query:
+            url = url.with_query(query)
+        merged = options.merged_over(self.defaults) if options is not None else self.defaults
+        return Exchange(endpoint, url, params, query, body, merged)
+
+    # -- running -------------------------------------------------------------------------
+
+    async def call(self, exchange: Exchange) -> Any:
+        """Send ``exchange`` and decode its JSON envelope with the endpoint's ``decode``."""
+        raw = await self.attempt(exchange, _read_all)
+        return decode_reply(exchange, raw)
+
+    async def attempt(
+        self, exchange: Exchange, read: Callable[[aiohttp.ClientResponse], Awaitable[R]]
+    ) -> R:
+        """One HTTP attempt: send, then ``read`` the response, with transport errors typed.
+
+        This is the single place where a request leaves the process, so the retry and
+        reconciliation policy wraps this method.
+        """
+        session = self.session()
+        timeout = exchange.options.timeout or DEFAULT_TIMEOUT
+        token = await self._token.get_token()
+        headers = {"Authorization": f"Bearer {token}"}
+        body = exchange.body()
+        if isinstance(body, bytes):
+            headers["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            async with session.request(
+                exchange.method,
+                exchange.url,
+                data=body,
+                headers=headers,
+                timeout=_client_timeout(timeout),
+                allow_redirects=False,
+            ) as response:
+                result = await read(response)
+                status = response.status
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise PecTimeoutError(
+                "timed out opening the connection", **_where(exchange), request_sent=False
+            ) from exc
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            raise PecTimeoutError(
+                f"no complete answer within {timeout.total}s", **_where(exchange)
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise PecConnectionError(
+                f"cannot connect: {exc.strerror or type(exc).__name__}",
+                **_where(exchange),
+                request_sent=False,
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise PecConnectionError("the response body was cut short", **_where(exchange)) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise PecConnectionError(
+                f"connection lost before a full response ({type(exc).__name__})",
+                **_where(exchange),
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise PecConnectionError(
+                f"invalid HTTP response ({exc.message})", **_where(exchange)
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"HTTP failure ({type(exc).__name__})", **_where(exchange)
+            ) from exc
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %s in %.1f ms",
+                exchange.method,
+                safe_url(exchange.url),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+        return result
+
+
+def _where(exchange: Exchange) -> dict[str, Any]:
+    return {"method": exchange.method, "url": exchange.url}
+
+
+def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
+
+
+def _disable_silent_resend(session: aiohttp.ClientSession) -> None:
+    # aiohttp re-sends a GET/HEAD/DELETE/... once when a kept-alive connection turns out
+    # to be dead. The PEC API renews (and charges) on GET /pec/{id}/rinnovo, so that hidden
+    # second request could charge twice: pecapi decides about every resend itself.
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+
+
+async def _read_all(response: aiohttp.ClientResponse) -> RawResponse:
+    body = await response.read()
+    return RawResponse(response.status, dict(response.headers), body)
+
+
+# -- decoding ----------------------------------------------------------------------------
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The ``Retry-After`` header in seconds, from either of its forms; None if absent/bad."""
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def api_error(
+    exchange: Exchange,
+    raw: RawResponse,
+    *,
+    message: str,
+    code: int | None,
+    body: Any,
+) -> PecApiError:
+    """The typed error for an HTTP error status (or ``success: false``)."""
+    common: dict[str, Any] = {
+        "status": raw.status,
+        "code": code,
+        "method": exchange.method,
+        "url": exchange.url,
+        "headers": raw.headers,
+        "body": body,
+    }
+    if raw.status == 429:
+        return RateLimitError(message, retry_after=retry_after_seconds(raw.headers), **common)
+    return api_error_class(raw.status)(message, **common)
+
+
+def _text_preview(raw: RawResponse) -> str:
+    text = raw.body.decode("utf-8", "replace").strip()
+    content_type = raw.headers.get("Content-Type", "")
+    if "html" in content_type.lower() or text[:1] == "<":
+        return f"HTML error page ({' '.join(text.split())[:120]})"
+    return " ".join(text.split())[:300] or "(empty body)"
+
+
+def decode_reply(exchange: Exchange, raw: RawResponse) -> Any:
+    """Read the ``{data, success, message, error}`` envelope and hand it to the endpoint."""
+    endpoint = exchange.endpoint
+    status = raw.status
+    if not raw.body.strip():
+        if 200 <= status < 300:
+            return _decode_data(exchange, raw, None, None, None)
+        raise api_error(
+            exchange, raw, message=f"HTTP {status} with an empty body", code=None, body=b""
+        )
+    try:
+        payload = json.loads(raw.body)
+    except ValueError:
+        if status >= 300:
+            text = raw.body.decode("utf-8", "replace")
+            raise api_error(
+                exchange, raw, message=_text_preview(raw), code=None, body=text
+            ) from None
+        raise ResponseDecodeError(
+            "the response is not valid JSON",
+            **_where(exchange),
+            status=status,
+            headers=raw.headers,
+            body=raw.body,
+        ) from None
+    if not isinstance(payload, dict):
+        if status >= 300:
+            raise api_error(exchange, raw, message=_text_preview(raw), code=None, body=payload)
+        raise ResponseDecodeError(
+            "the response is not a JSON object",
+            **_where(exchange),
+            status=status,
+            headers=raw.headers,
+            body=raw.body,
+        )
+    code = _as_int(payload.get("error"))
+    message = payload.get("message")
+    message = message if isinstance(message, str) else None
+    if status >= 300 or payload.get("success") is False:
+        if (status, code) in endpoint.empty_when:
+            return _decode_data(exchange, raw, None, message, code)
+        raise api_error(
+            exchange,
+            raw,
+            message=message or f"{endpoint} failed",
+            code=code,
+            body=payload,
+        )
+    return _decode_data(exchange, raw, payload.get("data"), message, code)
+
+
+def _decode_data(
+    exchange: Exchange, raw: RawResponse, data: Any, message: str | None, code: int | None
+) -> Any:
+    reply = Reply(status=raw.status, data=data, message=message, code=code, params=exchange.params)
+    try:
+        return exchange.endpoint.decode(reply)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ResponseDecodeError(
+            f"unexpected data for {exchange.endpoint}: {exc}",
+            **_where(exchange),
+            status=raw.status,
+            headers=raw.headers,
+            body=raw.body,
+        ) from None
