@@ -19,6 +19,7 @@ from pecapi.errors import (
     NotAcceptableError,
     NotFoundError,
     OperationFailedError,
+    OutcomeUnknownError,
     PecApiError,
     PecConnectionError,
     PecError,
@@ -56,10 +57,12 @@ from pecapi.models import (
 )
 from pecapi.transport.auth import StaticToken, TokenProvider
 from pecapi.transport.options import RequestOptions, Timeout
+from pecapi.transport.retry import Attempt, RetryPolicy
 
 __all__ = [
     "PRODUCTION_URL",
     "SANDBOX_URL",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "Callback",
@@ -81,6 +84,7 @@ __all__ = [
     "NotAcceptableError",
     "NotFoundError",
     "OperationFailedError",
+    "OutcomeUnknownError",
     "PecApiError",
     "PecClient",
     "PecConnectionError",
@@ -92,6 +96,7 @@ __all__ = [
     "RateLimitError",
     "RequestOptions",
     "ResponseDecodeError",
+    "RetryPolicy",
     "ServerError",
     "Sesso",
     "SottotipoCliente",

@@ -18,6 +18,7 @@ from pecapi.transport.auth import TokenProvider, resolve_token
 from pecapi.transport.endpoint import Endpoint
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
+from pecapi.transport.retry import RetryPolicy
 
 __all__ = ["PRODUCTION_URL", "SANDBOX_URL", "PecClient"]
 
@@ -72,7 +73,8 @@ class PecClient:
     overrides the environment's URL (e.g. an emulator on loopback). ``session`` lets
     the client share an aiohttp session it will not close; pecapi turns off that
     session's silent re-send of idempotent requests (see README). ``timeout`` is the
-    default for every call; ``options=`` on a call or :meth:`with_options` change it.
+    default for every call and ``retry`` the :class:`~pecapi.RetryPolicy` (default:
+    ``RetryPolicy()``); ``options=`` on a call or :meth:`with_options` change them.
     """
 
     __slots__ = ("_defaults", "_pipeline", "_sandbox", "comunica_pec", "domains", "mailboxes")
@@ -86,6 +88,7 @@ class PecClient:
         timeout: Timeout | float = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
         connection_limit: int = 100,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
@@ -102,7 +105,9 @@ class PecClient:
             token=resolve_token(token, sandbox=self._sandbox),
             session=session,
             connection_limit=connection_limit,
-            defaults=RequestOptions(timeout=Timeout.of(timeout) or DEFAULT_TIMEOUT),
+            defaults=RequestOptions(
+                timeout=Timeout.of(timeout) or DEFAULT_TIMEOUT, retry=retry or RetryPolicy()
+            ),
         )
         self._defaults = RequestOptions()
         self._bind()
@@ -127,7 +132,9 @@ class PecClient:
     def closed(self) -> bool:
         return self._pipeline.closed
 
-    def with_options(self, *, timeout: Timeout | float | None = None) -> PecClient:
+    def with_options(
+        self, *, timeout: Timeout | float | None = None, retry: RetryPolicy | None = None
+    ) -> PecClient:
         """A client sharing this one's session and token, with other call defaults.
 
         Closing either closes the shared session.
@@ -135,7 +142,7 @@ class PecClient:
         clone = object.__new__(PecClient)
         clone._sandbox = self._sandbox
         clone._pipeline = self._pipeline
-        clone._defaults = RequestOptions(timeout=timeout).merged_over(self._defaults)
+        clone._defaults = RequestOptions(timeout=timeout, retry=retry).merged_over(self._defaults)
         clone._bind()
         return clone
 

@@ -21,6 +21,7 @@ __all__ = [
     "NotAcceptableError",
     "NotFoundError",
     "OperationFailedError",
+    "OutcomeUnknownError",
     "PecApiError",
     "PecConnectionError",
     "PecError",
@@ -117,6 +118,18 @@ class PecConnectionError(TransportError):
 
 class PecTimeoutError(TransportError, TimeoutError):
     """The request took longer than its timeout."""
+
+
+class OutcomeUnknownError(PecError):
+    """A write may or may not have taken effect, and reading the account to find out failed.
+
+    ``cause`` is the error of the write itself. Check the account before trying again.
+    """
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        self.cause = cause
+        self.message = message
+        super().__init__(message)
 
 
 class ResponseDecodeError(_RequestError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pecapi import MailboxRegistration, PecClient
+from pecapi import MailboxRegistration, PecClient, RetryPolicy
 from pecapi.testing import DEFAULT_TOKEN, Emulator, RunningEmulator
 
 pytest_plugins = ["pecapi.testing.pytest_plugin"]
@@ -29,10 +30,26 @@ def spec() -> dict[str, Any]:
     return data
 
 
+async def no_sleep(seconds: float) -> None:
+    """Retry waits in tests: yield to the loop, never sleep real seconds."""
+    await asyncio.sleep(0)
+
+
+FAST_RETRY = RetryPolicy(max_attempts=4, sleep=no_sleep)
+
+
 @pytest.fixture
 async def client(pec_server: RunningEmulator) -> AsyncIterator[PecClient]:
-    async with PecClient(DEFAULT_TOKEN, sandbox=True, base_url=pec_server.url) as c:
+    async with PecClient(
+        DEFAULT_TOKEN, sandbox=True, base_url=pec_server.url, retry=FAST_RETRY
+    ) as c:
         yield c
+
+
+@pytest.fixture
+def raw_client(client: PecClient) -> PecClient:
+    """The same client trying every call exactly once: faults surface as errors."""
+    return client.with_options(retry=RetryPolicy.never())
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from pecapi import (
     RateLimitError,
     RequestOptions,
     ResponseDecodeError,
+    RetryPolicy,
     ServerError,
     Timeout,
 )
@@ -46,37 +47,50 @@ async def test_renewal_is_never_resent_silently(
     box_id = await _active_id(client, emulator, registration)
     emulator.faults.once(Fault.drop_after(), method="GET", path="/pec/*/rinnovo")
     with pytest.raises(PecConnectionError) as info:
-        await client.mailboxes.renew(box_id)
+        await client.with_options(retry=RetryPolicy.never()).mailboxes.renew(box_id)
     assert info.value.request_sent is True
     assert emulator.count("GET", "/pec/*/rinnovo") == 1
     assert len(emulator.charges(operation="renewal")) == 1
     assert emulator.faults.counts["drop_after"] == 1
 
 
-async def test_html_error_page_is_a_server_error(client: PecClient, emulator: Emulator) -> None:
+async def test_a_dropped_renewal_is_reconciled_not_resent(
+    client: PecClient, emulator: Emulator, registration: Registration
+) -> None:
+    box_id = await _active_id(client, emulator, registration)
+    before = await client.mailboxes.get(box_id)
+    emulator.faults.once(Fault.drop_after(), method="GET", path="/pec/*/rinnovo")
+    renewed = await client.mailboxes.renew(box_id)
+    assert renewed.timestamp is not None and before.timestamp is not None
+    assert (renewed.timestamp.scadenza or 0) > (before.timestamp.scadenza or 0)
+    assert emulator.count("GET", "/pec/*/rinnovo") == 1
+    assert len(emulator.charges(operation="renewal")) == 1
+
+
+async def test_html_error_page_is_a_server_error(raw_client: PecClient, emulator: Emulator) -> None:
     emulator.faults.once(Fault.status(503, body="html"))
     with pytest.raises(ServerError) as info:
-        await client.mailboxes.list()
+        await raw_client.mailboxes.list()
     assert info.value.status == 503
     assert info.value.code is None
     assert "HTML error page" in str(info.value)
 
 
-async def test_json_5xx_keeps_the_api_code(client: PecClient, emulator: Emulator) -> None:
+async def test_json_5xx_keeps_the_api_code(raw_client: PecClient, emulator: Emulator) -> None:
     emulator.faults.once(Fault.status(502, body="json"))
     with pytest.raises(ServerError) as info:
-        await client.mailboxes.list()
+        await raw_client.mailboxes.list()
     assert info.value.status == 502
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
 async def test_rate_limit_carries_retry_after(
-    client: PecClient, emulator: Emulator, form: str
+    raw_client: PecClient, emulator: Emulator, form: str
 ) -> None:
     retry_after: int | str = 7 if form == "seconds" else "http-date"
     emulator.faults.once(Fault.status(429, retry_after=retry_after))
     with pytest.raises(RateLimitError) as info:
-        await client.mailboxes.list()
+        await raw_client.mailboxes.list()
     assert info.value.status == 429
     assert info.value.retry_after is not None
     assert 0 <= info.value.retry_after <= 3600
@@ -92,38 +106,42 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds({}) is None
 
 
-async def test_malformed_json_is_a_decode_error(client: PecClient, emulator: Emulator) -> None:
+async def test_malformed_json_is_a_decode_error(raw_client: PecClient, emulator: Emulator) -> None:
     emulator.faults.once(Fault.malformed_json())
     with pytest.raises(ResponseDecodeError) as info:
-        await client.mailboxes.list()
+        await raw_client.mailboxes.list()
     assert info.value.status == 200
     assert info.value.body
 
 
-async def test_truncated_body_is_a_connection_error(client: PecClient, emulator: Emulator) -> None:
+async def test_truncated_body_is_a_connection_error(
+    raw_client: PecClient, emulator: Emulator
+) -> None:
     emulator.faults.once(Fault.truncated_body())
     with pytest.raises(PecConnectionError):
-        await client.mailboxes.list()
+        await raw_client.mailboxes.list()
 
 
-async def test_drop_before_is_a_connection_error(client: PecClient, emulator: Emulator) -> None:
+async def test_drop_before_is_a_connection_error(raw_client: PecClient, emulator: Emulator) -> None:
     emulator.faults.once(Fault.drop_before())
     with pytest.raises(PecConnectionError):
-        await client.mailboxes.list()
+        await raw_client.mailboxes.list()
     assert emulator.faults.counts["drop_before"] == 1
 
 
-async def test_slow_answer_times_out_per_call(client: PecClient, emulator: Emulator) -> None:
+async def test_slow_answer_times_out_per_call(raw_client: PecClient, emulator: Emulator) -> None:
     emulator.faults.once(Fault.latency(1.0))
     with pytest.raises(PecTimeoutError) as info:
-        await client.mailboxes.list(options=RequestOptions(timeout=0.05))
+        await raw_client.mailboxes.list(options=RequestOptions(timeout=0.05))
     assert isinstance(info.value, TimeoutError)
     # the client-level default still applies to the next call
-    assert await client.mailboxes.list() == []
+    assert await raw_client.mailboxes.list() == []
 
 
 async def test_with_options_shares_the_session(client: PecClient, emulator: Emulator) -> None:
-    quick = client.with_options(timeout=Timeout(total=0.05, connect=0.05))
+    quick = client.with_options(
+        timeout=Timeout(total=0.05, connect=0.05), retry=RetryPolicy.never()
+    )
     emulator.faults.once(Fault.latency(1.0))
     with pytest.raises(PecTimeoutError):
         await quick.mailboxes.list()

@@ -10,6 +10,7 @@ from pecapi.models.converter import structure
 from pecapi.transport.endpoint import Endpoint, Reply
 from pecapi.transport.options import RequestOptions
 from pecapi.transport.pipeline import BodyFactory
+from pecapi.transport.retry import Reconciler
 
 if TYPE_CHECKING:
     from pecapi.client import PecClient
@@ -39,11 +40,12 @@ class Resource:
         query: Mapping[str, str] | None = None,
         body: BodyFactory = _no_body,
         options: RequestOptions | None = None,
+        reconciler: Reconciler[T] | None = None,
     ) -> T:
         exchange = self._client._exchange(
             endpoint, params=params, query=query, body=body, options=options
         )
-        return cast(T, await self._client._pipeline.call(exchange))
+        return cast(T, await self._client._pipeline.call(exchange, reconciler))
 
 
 def object_of(cls: type[T]) -> Any:

@@ -9,7 +9,9 @@ from pecapi.documents import DocumentKind, Documents, prepare_documents
 from pecapi.errors import ValidationError
 from pecapi.models.comunica import ComunicaPec, ComunicaPecRequest, ComunicaPecSummary
 from pecapi.models.converter import unstructure
+from pecapi.models.enums import ComunicaPecState
 from pecapi.resources._base import Resource, list_of, object_of
+from pecapi.resources.reconcile import NewItem, ReadBack
 from pecapi.transport.download import Destination, download_pdf
 from pecapi.transport.endpoint import Effect, Endpoint
 from pecapi.transport.options import RequestOptions
@@ -54,6 +56,11 @@ POWER_OF_ATTORNEY: Endpoint[bytes] = Endpoint(
     decode=lambda reply: b"",
 )
 ENDPOINTS = (LIST, CREATE, GET, UPLOAD_DOCUMENTS, POWER_OF_ATTORNEY)
+_UPLOADED = (ComunicaPecState.DOCUMENTI_CARICATI, ComunicaPecState.COMUNICAZIONE_EVASA)
+
+
+def _uploaded(request: ComunicaPec, _: object) -> bool:
+    return request.stato in _UPLOADED
 
 
 class ComunicaPecRequests(Resource):
@@ -71,7 +78,24 @@ class ComunicaPecRequests(Resource):
         """``POST /comunica_pec``: start a communication (paid)."""
         if not isinstance(request, ComunicaPecRequest):
             raise ValidationError(None, "request must be a pecapi.ComunicaPecRequest")
-        return await self._call(CREATE, body=json_body(unstructure(request)), options=options)
+        address = request.casella_pec.lower()
+
+        async def ids_for_address() -> set[str]:
+            return {
+                item.id
+                for item in await self.list(options=options)
+                if item.id and (item.casella_pec or "").lower() == address
+            }
+
+        async def fetch(id: str) -> ComunicaPec:
+            return await self.get(id, options=options)
+
+        return await self._call(
+            CREATE,
+            body=json_body(unstructure(request)),
+            options=options,
+            reconciler=NewItem(ids_for_address, fetch),
+        )
 
     async def get(self, id: str, *, options: RequestOptions | None = None) -> ComunicaPec:
         """``GET /comunica_pec/{id}``: one request."""
@@ -82,8 +106,16 @@ class ComunicaPecRequests(Resource):
     ) -> ComunicaPec:
         """``PATCH /comunica_pec/{id}``: upload the digitally signed power of attorney (p7m)."""
         docs = prepare_documents(documenti, DocumentKind.P7M)
+
+        async def fetch() -> ComunicaPec:
+            return await self.get(id, options=options)
+
         return await self._call(
-            UPLOAD_DOCUMENTS, params={"id": id}, body=docs.body, options=options
+            UPLOAD_DOCUMENTS,
+            params={"id": id},
+            body=docs.body,
+            options=options,
+            reconciler=ReadBack[ComunicaPec](fetch, _uploaded),
         )
 
     @overload

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from pecapi.documents import DocumentKind, Documents, prepare_documents
 from pecapi.errors import NotAcceptableError, ValidationError
 from pecapi.models.converter import unstructure
-from pecapi.models.enums import TipoCasella
+from pecapi.models.enums import MailboxState, TipoCasella
 from pecapi.models.mailbox import (
     CONSERVATION_UNIT,
     Mailbox,
@@ -21,10 +22,20 @@ from pecapi.models.mailbox import (
 from pecapi.models.rules import check_mailbox_domain
 from pecapi.models.wire import require_address
 from pecapi.resources._base import Resource, list_of, object_of, require_id
+from pecapi.resources.reconcile import (
+    ReadBack,
+    SpaceTargets,
+    count_users,
+    expiry,
+    expiry_moved,
+    has_conservation,
+    is_activated,
+    is_revoked,
+)
 from pecapi.transport.download import Destination, download_pdf
 from pecapi.transport.endpoint import Effect, Endpoint, Reply
 from pecapi.transport.options import RequestOptions
-from pecapi.transport.pipeline import json_body
+from pecapi.transport.pipeline import encode_json, json_body
 
 __all__ = ["Mailboxes"]
 
@@ -105,10 +116,25 @@ ENDPOINTS = (
 )
 
 
+def _always(value: object, before: object) -> bool:
+    return True
+
+
 class Mailboxes(Resource):
     """Certified mailboxes of the account (the API's ``/pec`` and ``/verifica_pec``)."""
 
     __slots__ = ()
+
+    def _read_back(
+        self,
+        id: str,
+        done: Callable[[Mailbox, Any], bool],
+        baseline: Callable[[Mailbox], Any] | None = None,
+    ) -> ReadBack[Mailbox]:
+        async def fetch() -> Mailbox:
+            return await self.get(id)
+
+        return ReadBack(fetch, done, baseline)
 
     async def is_available(self, pec: str, *, options: RequestOptions | None = None) -> bool:
         """``GET /verifica_pec/{pec}``: whether the address can still be registered.
@@ -138,7 +164,19 @@ class Mailboxes(Resource):
             registration.casella_pec, registration.tipo_casella, sandbox=self._client.sandbox
         )
         body = json_body(unstructure(registration))
-        return await self._call(REGISTER, body=body, options=options)
+        address = registration.casella_pec.lower()
+
+        async def find() -> Mailbox | None:
+            # Registered by an earlier attempt: pending (registrata) under that address.
+            for item in await self.list(options=options):
+                same = (item.casella_pec or "").lower() == address
+                if same and item.id and item.stato is MailboxState.REGISTRATA:
+                    return await self.get(item.id, options=options)
+            return None
+
+        return await self._call(
+            REGISTER, body=body, options=options, reconciler=ReadBack(find, _always)
+        )
 
     async def get(self, id: str, *, options: RequestOptions | None = None) -> Mailbox:
         """``GET /pec/{id}``: one mailbox with all its details."""
@@ -146,7 +184,9 @@ class Mailboxes(Resource):
 
     async def revoke(self, id: str, *, options: RequestOptions | None = None) -> Mailbox:
         """``DELETE /pec/{id}``: revoke an active mailbox."""
-        return await self._call(REVOKE, params={"id": id}, options=options)
+        return await self._call(
+            REVOKE, params={"id": id}, options=options, reconciler=self._read_back(id, is_revoked)
+        )
 
     async def activate(
         self, id: str, documenti: Documents, *, options: RequestOptions | None = None
@@ -157,7 +197,13 @@ class Mailboxes(Resource):
         checked to be PDFs before anything is sent and streamed from disk.
         """
         docs = prepare_documents(documenti, DocumentKind.PDF)
-        return await self._call(ACTIVATE, params={"id": id}, body=docs.body, options=options)
+        return await self._call(
+            ACTIVATE,
+            params={"id": id},
+            body=docs.body,
+            options=options,
+            reconciler=self._read_back(id, is_activated),
+        )
 
     async def change_space(
         self,
@@ -177,8 +223,14 @@ class Mailboxes(Resource):
             spazio_storico=spazio_storico,
             spazio_conservazione=spazio_conservazione,
         )
-        body = json_body(change.as_body())
-        return await self._call(CHANGE_SPACE, params={"id": id}, body=body, options=options)
+        targets = SpaceTargets(change, lambda: self.get(id, options=options))
+        return await self._call(
+            CHANGE_SPACE,
+            params={"id": id},
+            body=lambda: encode_json(targets.body()),
+            options=options,
+            reconciler=targets,
+        )
 
     async def activate_conservation(
         self,
@@ -205,6 +257,7 @@ class Mailboxes(Resource):
             params={"id": id},
             body=lambda: docs.body(extra),
             options=options,
+            reconciler=self._read_back(id, has_conservation),
         )
 
     async def change_type(
@@ -220,7 +273,13 @@ class Mailboxes(Resource):
                 "tipo_casella", f"{tipo.value} is not a target: use STANDARD, BRONZE, SILVER, GOLD"
             )
         body = json_body({"tipo_casella": tipo.value})
-        return await self._call(CHANGE_TYPE, params={"id": id}, body=body, options=options)
+        return await self._call(
+            CHANGE_TYPE,
+            params={"id": id},
+            body=body,
+            options=options,
+            reconciler=self._read_back(id, lambda box, _: box.tipo_casella is tipo),
+        )
 
     async def renew(
         self, id: str, *, anni: int = 1, options: RequestOptions | None = None
@@ -229,7 +288,11 @@ class Mailboxes(Resource):
         if isinstance(anni, bool) or not isinstance(anni, int) or anni < 1:
             raise ValidationError("anni", f"must be a whole number of years >= 1, not {anni!r}")
         return await self._call(
-            RENEW, params={"id": id}, query={"anni": str(anni)}, options=options
+            RENEW,
+            params={"id": id},
+            query={"anni": str(anni)},
+            options=options,
+            reconciler=self._read_back(id, expiry_moved, baseline=expiry),
         )
 
     async def add_user(
@@ -239,7 +302,19 @@ class Mailboxes(Resource):
         if not isinstance(user, MailboxUser):
             raise ValidationError(None, "user must be a pecapi.MailboxUser")
         body = json_body(unstructure(user))
-        return await self._call(ADD_USER, params={"id": id}, body=body, options=options)
+
+        def same_user(box: Mailbox) -> int:
+            return count_users(box, user.nome, user.cognome, user.email_gestione_password)
+
+        return await self._call(
+            ADD_USER,
+            params={"id": id},
+            body=body,
+            options=options,
+            reconciler=self._read_back(
+                id, lambda box, before: same_user(box) > (before or 0), baseline=same_user
+            ),
+        )
 
     @overload
     async def activation_form(

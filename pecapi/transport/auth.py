@@ -7,7 +7,14 @@ from typing import Protocol, runtime_checkable
 
 from pecapi.errors import ConfigurationError
 
-__all__ = ["SANDBOX_TOKEN_ENV", "TOKEN_ENV", "StaticToken", "TokenProvider", "resolve_token"]
+__all__ = [
+    "SANDBOX_TOKEN_ENV",
+    "TOKEN_ENV",
+    "RenewableTokenProvider",
+    "StaticToken",
+    "TokenProvider",
+    "resolve_token",
+]
 
 TOKEN_ENV = "OPENAPI_TOKEN"
 SANDBOX_TOKEN_ENV = "OPENAPI_SANDBOX_TOKEN"
@@ -19,6 +26,21 @@ class TokenProvider(Protocol):
 
     async def get_token(self) -> str:
         """A token valid now."""
+        ...
+
+
+@runtime_checkable
+class RenewableTokenProvider(TokenProvider, Protocol):
+    """A provider that can replace a token the API refused (e.g. revoked or expired early).
+
+    On a 401 the request pipeline calls :meth:`token_rejected` with the token it sent,
+    then asks :meth:`get_token` again and retries the request once. ``token_rejected``
+    must be cheap and idempotent: many requests may report the same token at once, and
+    only the first report of the *current* token should lead to a new one.
+    """
+
+    async def token_rejected(self, token: str) -> None:
+        """``token`` was answered 401: do not hand it out again."""
         ...
 
 

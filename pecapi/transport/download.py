@@ -69,10 +69,12 @@ async def download_pdf(
             return first + await response.content.read()
         return await _to_path(Path(dest), first, response)
 
-    result = await pipeline.attempt(exchange, read)
-    if isinstance(result, _Failed):
-        raise _form_error(exchange, result.raw)
-    return result
+    def finish(result: bytes | Path | _Failed) -> bytes | Path:
+        if isinstance(result, _Failed):
+            raise _form_error(exchange, result.raw)
+        return result
+
+    return await pipeline.send(exchange, read, finish)
 
 
 async def _to_path(path: Path, first: bytes, response: aiohttp.ClientResponse) -> Path:

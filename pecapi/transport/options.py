@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from pecapi.errors import ValidationError
+
+if TYPE_CHECKING:
+    from pecapi.transport.retry import RetryPolicy
 
 __all__ = ["DEFAULT_TIMEOUT", "RequestOptions", "Timeout"]
 
@@ -54,7 +59,11 @@ class RequestOptions:
     """
 
     timeout: Timeout | None = attrs.field(default=None, converter=_to_timeout)
+    retry: RetryPolicy | None = None
 
     def merged_over(self, base: RequestOptions) -> RequestOptions:
         """These options, with ``base`` filling what is unset."""
-        return RequestOptions(timeout=self.timeout if self.timeout is not None else base.timeout)
+        return RequestOptions(
+            timeout=self.timeout if self.timeout is not None else base.timeout,
+            retry=self.retry if self.retry is not None else base.retry,
+        )

@@ -23,6 +23,7 @@ from yarl import URL
 
 from pecapi import __version__
 from pecapi.errors import (
+    AuthenticationError,
     ClientClosedError,
     PecApiError,
     PecConnectionError,
@@ -36,6 +37,7 @@ from pecapi.errors import (
 from pecapi.transport.auth import TokenProvider
 from pecapi.transport.endpoint import Endpoint, Reply, build_url
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
+from pecapi.transport.retry import Reconciler, RetryPolicy, run_with_policy
 
 __all__ = ["Exchange", "Pipeline", "RawResponse"]
 
@@ -47,6 +49,8 @@ logger = logging.getLogger("pecapi")
 USER_AGENT = (
     f"pecapi/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
+
+DEFAULT_RETRY = RetryPolicy()
 
 Body = bytes | Payload | None
 BodyFactory = Callable[[], Body]
@@ -90,9 +94,13 @@ def _no_body() -> Body:
     return None
 
 
+def encode_json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def json_body(obj: Any) -> BodyFactory:
     """A body factory for a JSON object, encoded once."""
-    encoded = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    encoded = encode_json(obj)
     return lambda: encoded
 
 
@@ -168,22 +176,57 @@ class Pipeline:
 
     # -- running -------------------------------------------------------------------------
 
-    async def call(self, exchange: Exchange) -> Any:
+    async def call(self, exchange: Exchange, reconciler: Reconciler[Any] | None = None) -> Any:
         """Send ``exchange`` and decode its JSON envelope with the endpoint's ``decode``."""
-        raw = await self.attempt(exchange, _read_all)
-        return decode_reply(exchange, raw)
+        return await self.send(
+            exchange, _read_all, lambda raw: decode_reply(exchange, raw), reconciler
+        )
+
+    async def send(
+        self,
+        exchange: Exchange,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
+        finish: Callable[[R], T],
+        reconciler: Reconciler[T] | None = None,
+    ) -> T:
+        """Run ``exchange`` under its retry policy: each attempt sends, ``read``s the
+        response and ``finish``es it into the result (raising the typed API errors)."""
+        endpoint = exchange.endpoint
+        policy = exchange.options.retry or DEFAULT_RETRY
+
+        async def once(time_left: float | None) -> T:
+            token = await self._token.get_token()
+            try:
+                return finish(await self.attempt(exchange, read, token, time_left))
+            except AuthenticationError:
+                # A provider that can renew its token gets one chance per attempt: the
+                # API refused the request before doing anything, so resending is safe.
+                rejected = getattr(self._token, "token_rejected", None)
+                if rejected is None:
+                    raise
+                await rejected(token)
+                fresh = await self._token.get_token()
+                if fresh == token:
+                    raise
+                return finish(await self.attempt(exchange, read, fresh, time_left))
+
+        return await run_with_policy(endpoint.name, endpoint.effect, policy, once, reconciler)
 
     async def attempt(
-        self, exchange: Exchange, read: Callable[[aiohttp.ClientResponse], Awaitable[R]]
+        self,
+        exchange: Exchange,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
+        token: str,
+        time_left: float | None = None,
     ) -> R:
         """One HTTP attempt: send, then ``read`` the response, with transport errors typed.
 
-        This is the single place where a request leaves the process, so the retry and
-        reconciliation policy wraps this method.
+        This is the single place where a request leaves the process.
         """
         session = self.session()
         timeout = exchange.options.timeout or DEFAULT_TIMEOUT
-        token = await self._token.get_token()
+        if time_left is not None and (timeout.total is None or time_left < timeout.total):
+            timeout = Timeout(total=max(time_left, 0.001), connect=timeout.connect)
         headers = {"Authorization": f"Bearer {token}"}
         body = exchange.body()
         if isinstance(body, bytes):
