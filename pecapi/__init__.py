@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from pecapi.batch import Batch, BatchProgress, BatchResult
+from pecapi.callbacks import CallbackError, CallbackEvent
 from pecapi.client import PRODUCTION_URL, SANDBOX_URL, PecClient
 from pecapi.errors import (
     AuthenticationError,
@@ -55,7 +57,8 @@ from pecapi.models import (
     TipoCliente,
     TipoDocumento,
 )
-from pecapi.transport.auth import StaticToken, TokenProvider
+from pecapi.oauth import OAuthTokenProvider, all_pec_scopes, pec_scopes
+from pecapi.transport.auth import RenewableTokenProvider, StaticToken, TokenProvider
 from pecapi.transport.options import RequestOptions, Timeout
 from pecapi.transport.retry import Attempt, RetryPolicy
 
@@ -65,7 +68,12 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchProgress",
+    "BatchResult",
     "Callback",
+    "CallbackError",
+    "CallbackEvent",
     "CallbackMethod",
     "ClientClosedError",
     "ComunicaPec",
@@ -83,6 +91,7 @@ __all__ = [
     "MailboxUserInfo",
     "NotAcceptableError",
     "NotFoundError",
+    "OAuthTokenProvider",
     "OperationFailedError",
     "OutcomeUnknownError",
     "PecApiError",
@@ -94,6 +103,7 @@ __all__ = [
     "PreconditionRequiredError",
     "Qualifica",
     "RateLimitError",
+    "RenewableTokenProvider",
     "RequestOptions",
     "ResponseDecodeError",
     "RetryPolicy",
@@ -111,4 +121,6 @@ __all__ = [
     "UnexpectedStatusError",
     "ValidationError",
     "__version__",
+    "all_pec_scopes",
+    "pec_scopes",
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
 
+from pecapi.batch import Batch, BatchProgress
 from pecapi.errors import ConfigurationError
 from pecapi.resources.comunica_pec import ComunicaPecRequests
 from pecapi.resources.domains import Domains
@@ -19,8 +20,12 @@ from pecapi.transport.endpoint import Endpoint
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
 from pecapi.transport.retry import RetryPolicy
+from pecapi.transport.throttle import Throttle
 
 __all__ = ["PRODUCTION_URL", "SANDBOX_URL", "PecClient"]
+
+I = TypeVar("I")  # noqa: E741 (the input type)
+R = TypeVar("R")
 
 PRODUCTION_URL = "https://pec.openapi.it"
 SANDBOX_URL = "https://test.pec.openapi.it"
@@ -75,6 +80,8 @@ class PecClient:
     session's silent re-send of idempotent requests (see README). ``timeout`` is the
     default for every call and ``retry`` the :class:`~pecapi.RetryPolicy` (default:
     ``RetryPolicy()``); ``options=`` on a call or :meth:`with_options` change them.
+    ``max_in_flight`` caps the requests in flight and ``rate_limit`` their rate (per
+    second), across every call of the client (the connection pool is sized to match).
     """
 
     __slots__ = ("_defaults", "_pipeline", "_sandbox", "comunica_pec", "domains", "mailboxes")
@@ -87,15 +94,12 @@ class PecClient:
         base_url: str | URL | None = None,
         timeout: Timeout | float = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
-        connection_limit: int = 100,
         retry: RetryPolicy | None = None,
+        max_in_flight: int = 100,
+        rate_limit: float | None = None,
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
-        if isinstance(connection_limit, bool) or not isinstance(connection_limit, int):
-            raise ConfigurationError("connection_limit must be an int")
-        if connection_limit < 1:
-            raise ConfigurationError("connection_limit must be at least 1")
         url = _check_base_url(
             base_url if base_url is not None else (SANDBOX_URL if sandbox else PRODUCTION_URL)
         )
@@ -104,7 +108,7 @@ class PecClient:
             base_url=url,
             token=resolve_token(token, sandbox=self._sandbox),
             session=session,
-            connection_limit=connection_limit,
+            throttle=Throttle(max_in_flight, rate_limit),
             defaults=RequestOptions(
                 timeout=Timeout.of(timeout) or DEFAULT_TIMEOUT, retry=retry or RetryPolicy()
             ),
@@ -149,6 +153,20 @@ class PecClient:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"PecClient(base_url={str(self.base_url)!r}, sandbox={self._sandbox}, {state})"
+
+    def map(
+        self,
+        fn: Callable[[I], Awaitable[R]],
+        inputs: Iterable[I] | AsyncIterable[I],
+        *,
+        concurrency: int = 50,
+        total: int | None = None,
+        on_progress: Callable[[BatchProgress], None] | None = None,
+    ) -> Batch[I, R]:
+        """Apply ``fn`` (any operation, e.g. ``client.mailboxes.renew``) to every input,
+        ``concurrency`` at a time, yielding each :class:`~pecapi.BatchResult` as it
+        completes. Requests still pass the client's ``max_in_flight``/``rate_limit``."""
+        return Batch(fn, inputs, concurrency=concurrency, total=total, on_progress=on_progress)
 
     # -- lifecycle -----------------------------------------------------------------------
 

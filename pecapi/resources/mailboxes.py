@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
 from typing import Any, overload
 
+from pecapi.batch import Batch, BatchProgress
 from pecapi.documents import DocumentKind, Documents, prepare_documents
 from pecapi.errors import NotAcceptableError, ValidationError
 from pecapi.models.converter import unstructure
@@ -23,6 +25,7 @@ from pecapi.models.rules import check_mailbox_domain
 from pecapi.models.wire import require_address
 from pecapi.resources._base import Resource, list_of, object_of, require_id
 from pecapi.resources.reconcile import (
+    FreshListing,
     ReadBack,
     SpaceTargets,
     count_users,
@@ -125,6 +128,13 @@ class Mailboxes(Resource):
 
     __slots__ = ()
 
+    def _listing(self) -> FreshListing[list[MailboxSummary]]:
+        shared = self._client._pipeline.shared
+        if "mailboxes.list" not in shared:
+            shared["mailboxes.list"] = FreshListing(self.list)
+        listing: FreshListing[list[MailboxSummary]] = shared["mailboxes.list"]
+        return listing
+
     def _read_back(
         self,
         id: str,
@@ -168,7 +178,11 @@ class Mailboxes(Resource):
 
         async def find() -> Mailbox | None:
             # Registered by an earlier attempt: pending (registrata) under that address.
-            for item in await self.list(options=options):
+            # The cheap availability check first: a free address was not registered.
+            failed_at = time.monotonic()
+            if await self.is_available(registration.casella_pec, options=options):
+                return None
+            for item in await self._listing().newer_than(failed_at):
                 same = (item.casella_pec or "").lower() == address
                 if same and item.id and item.stato is MailboxState.REGISTRATA:
                     return await self.get(item.id, options=options)
@@ -176,6 +190,24 @@ class Mailboxes(Resource):
 
         return await self._call(
             REGISTER, body=body, options=options, reconciler=ReadBack(find, _always)
+        )
+
+    def register_many(
+        self,
+        registrations: Iterable[MailboxRegistration] | AsyncIterable[MailboxRegistration],
+        *,
+        concurrency: int = 50,
+        on_progress: Callable[[BatchProgress], None] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Batch[MailboxRegistration, Mailbox]:
+        """``register`` over many registrations, ``concurrency`` at a time; iterate the
+        batch for each (registration, mailbox or error) as it completes."""
+
+        async def one(registration: MailboxRegistration) -> Mailbox:
+            return await self.register(registration, options=options)
+
+        return self._client.map(
+            one, registrations, concurrency=concurrency, on_progress=on_progress
         )
 
     async def get(self, id: str, *, options: RequestOptions | None = None) -> Mailbox:

@@ -7,13 +7,15 @@ unknown.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import Mailbox, SpaceChange
 
-__all__ = ["NewItem", "ReadBack", "SpaceTargets", "count_users", "expiry"]
+__all__ = ["FreshListing", "NewItem", "ReadBack", "SpaceTargets", "count_users", "expiry"]
 
 T = TypeVar("T")
 
@@ -65,6 +67,30 @@ class NewItem(Generic[T]):
     async def check(self) -> T | None:
         new = sorted(await self._list_ids() - self.before)
         return await self._get(new[0]) if new else None
+
+
+class FreshListing(Generic[T]):
+    """One listing shared by concurrent reconciliations.
+
+    A reconciliation needs a listing taken after its own write failed; a listing that
+    started at or after that moment answers every such request, so a batch with many
+    dropped registrations lists the account a few times, not once per registration.
+    """
+
+    def __init__(self, fetch: Callable[[], Awaitable[T]]) -> None:
+        self._fetch = fetch
+        self._current: tuple[float, asyncio.Future[T]] | None = None
+
+    async def newer_than(self, moment: float) -> T:
+        current = self._current
+        if current is None or current[0] < moment or _failed(current[1]):
+            current = (time.monotonic(), asyncio.ensure_future(self._fetch()))
+            self._current = current
+        return await asyncio.shield(current[1])
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def expiry(box: Mailbox) -> int:

@@ -38,6 +38,7 @@ from pecapi.transport.auth import TokenProvider
 from pecapi.transport.endpoint import Endpoint, Reply, build_url
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.retry import Reconciler, RetryPolicy, run_with_policy
+from pecapi.transport.throttle import Throttle
 
 __all__ = ["Exchange", "Pipeline", "RawResponse"]
 
@@ -113,16 +114,18 @@ class Pipeline:
         base_url: URL,
         token: TokenProvider,
         session: aiohttp.ClientSession | None = None,
-        connection_limit: int = 100,
+        throttle: Throttle | None = None,
         defaults: RequestOptions | None = None,
     ) -> None:
         self.base_url = base_url
         self._token = token
         self._session = session
         self._owns_session = session is None
-        self._connection_limit = connection_limit
+        self.throttle = throttle or Throttle(100)
         self._closed = False
         self.defaults = defaults or RequestOptions(timeout=DEFAULT_TIMEOUT)
+        # State the resources share across every copy of a client (with_options).
+        self.shared: dict[str, Any] = {}
         if session is not None:
             _disable_silent_resend(session)
 
@@ -137,9 +140,9 @@ class Pipeline:
             raise ClientClosedError("this PecClient is closed; create a new one")
         if self._session is None:
             # Created here, not in __init__, so that it binds to the loop that uses it.
-            connector = aiohttp.TCPConnector(
-                limit=self._connection_limit, limit_per_host=self._connection_limit
-            )
+            # Sized to the throttle: a request past the gate never waits for a connection.
+            limit = self.throttle.max_in_flight
+            connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
@@ -233,14 +236,17 @@ class Pipeline:
             headers["Content-Type"] = "application/json"
         started = time.perf_counter()
         try:
-            async with session.request(
-                exchange.method,
-                exchange.url,
-                data=body,
-                headers=headers,
-                timeout=_client_timeout(timeout),
-                allow_redirects=False,
-            ) as response:
+            async with (
+                self.throttle,
+                session.request(
+                    exchange.method,
+                    exchange.url,
+                    data=body,
+                    headers=headers,
+                    timeout=_client_timeout(timeout),
+                    allow_redirects=False,
+                ) as response,
+            ):
                 result = await read(response)
                 status = response.status
         except aiohttp.ConnectionTimeoutError as exc:
