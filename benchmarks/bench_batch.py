@@ -8,9 +8,8 @@ wall time, successes, failures, and ``VmHWM`` (peak RSS) before and after.
 The registrations come from a generator consumed lazily, and the results are counted,
 not kept: the client's memory must not grow with N.
 
-The batch API ``client.mailboxes.register_many`` is not built yet: :func:`provision`
-runs a plain bounded-concurrency loop over ``client.mailboxes.register``. When it exists,
-switch the one line marked ``PROVISION`` below.
+pecapi runs ``client.mailboxes.register_many`` (the batch API); the raw aiohttp
+baseline runs the same bounded-concurrency loop by hand (:func:`bounded`).
 """
 
 from __future__ import annotations
@@ -116,9 +115,15 @@ def provision(
     items: Iterable[pecapi.MailboxRegistration],
     concurrency: int,
 ) -> AsyncIterator[pecapi.Mailbox | BaseException]:
-    # PROVISION: switch to the batch API once it exists (issue: register_many), e.g.
-    # return client.mailboxes.register_many(items, concurrency=concurrency)
-    return bounded(client.mailboxes.register, items, concurrency)
+    return _outcomes(client.mailboxes.register_many(items, concurrency=concurrency))
+
+
+async def _outcomes(
+    batch: pecapi.Batch[pecapi.MailboxRegistration, pecapi.Mailbox],
+) -> AsyncIterator[pecapi.Mailbox | BaseException]:
+    async with batch:
+        async for result in batch:
+            yield result.value if result.value is not None else (result.error or Exception())
 
 
 def raw_bodies(n: int, prefix: str = "raw") -> Iterator[dict[str, Any]]:
