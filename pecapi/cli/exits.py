@@ -1,0 +1,71 @@
+"""Exit codes of the ``pecapi`` command, and the one line printed for each kind of error."""
+
+from __future__ import annotations
+
+import enum
+
+from pecapi.errors import (
+    ConfigurationError,
+    OutcomeUnknownError,
+    PecApiError,
+    PecError,
+    ResponseDecodeError,
+    TransportError,
+    ValidationError,
+)
+
+__all__ = ["ExitCode", "error_line", "exit_code_for"]
+
+
+class ExitCode(enum.IntEnum):
+    """What ``pecapi`` exits with. Stable: scripts may rely on these numbers."""
+
+    OK = 0
+    FAILURE = 1  # anything else (e.g. the demo finished with failed mailboxes)
+    USAGE = 2  # bad command line: unknown command or flag, missing argument, not a number
+    API_ERROR = 3  # the API answered with an error (HTTP status and API code on stderr)
+    TRANSPORT_ERROR = 4  # no usable answer (refused, lost, timeout, garbage) or outcome unknown
+    INVALID_INPUT = 5  # a value the API would refuse, found before sending: nothing was sent
+    CONFIGURATION = 6  # no token, unreadable --token-file, refused --base-url: nothing sent
+    INTERRUPTED = 130  # Ctrl-C
+
+
+def exit_code_for(exc: PecError) -> ExitCode:
+    if isinstance(exc, PecApiError):
+        return ExitCode.API_ERROR
+    if isinstance(exc, (TransportError, ResponseDecodeError, OutcomeUnknownError)):
+        return ExitCode.TRANSPORT_ERROR
+    if isinstance(exc, ValidationError):
+        return ExitCode.INVALID_INPUT
+    if isinstance(exc, ConfigurationError):
+        return ExitCode.CONFIGURATION
+    return ExitCode.FAILURE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_line(exc: PecError) -> str:
+    """The single line shown on stderr for ``exc`` (never carries the token)."""
+    if isinstance(exc, PecApiError):
+        code = f", code {exc.code}" if exc.code is not None else ""
+        where = f" ({exc.method} {exc.url})" if exc.method else ""
+        text = f"API error: HTTP {exc.status}{code}: {exc.api_message}{where}"
+    elif isinstance(exc, TransportError):
+        text = f"transport error: {exc}"
+        if exc.request_sent:
+            text += " - the request was sent and may have been processed: check before retrying"
+        else:
+            text += " - nothing was sent"
+    elif isinstance(exc, OutcomeUnknownError):
+        text = f"outcome unknown: {exc} - check the account before trying again"
+    elif isinstance(exc, ResponseDecodeError):
+        text = f"unreadable answer: {exc} - the request may have been processed"
+    elif isinstance(exc, ValidationError):
+        text = f"invalid input, nothing sent: {exc}"
+    elif isinstance(exc, ConfigurationError):
+        text = f"configuration error, nothing sent: {exc}"
+    else:
+        text = f"error: {exc}"
+    return "pecapi: " + _one_line(text)
