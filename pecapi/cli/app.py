@@ -20,7 +20,7 @@ from typing import Any
 from pecapi import __version__
 from pecapi.errors import PecError
 
-from . import demo, emulator
+from . import demo, emulator, provision
 from .commands import COMMANDS, GROUPS, Command
 from .connection import add_connection_options, client_from_args
 from .exits import ExitCode, error_line, exit_code_for
@@ -32,7 +32,7 @@ __all__ = ["TOOLS", "build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 #: Top-level commands that are not one API call: modules with ``add_parser(subparsers)``.
-TOOLS: tuple[ModuleType, ...] = (demo, emulator)
+TOOLS: tuple[ModuleType, ...] = (demo, emulator, provision)
 
 DESCRIPTION = """\
 Manage Openapi.it PEC mailboxes (certified e-mail) from a terminal or a script.

@@ -21,15 +21,6 @@ from typing import Any
 
 import attrs
 from rich import box
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -41,6 +32,7 @@ from pecapi.testing import DEFAULT_TOKEN, Emulator, make_pdf
 
 from .exits import ExitCode, error_line
 from .output import Output
+from .progress import progress
 
 __all__ = ["Outcome", "Summary", "add_parser", "provision", "run"]
 
@@ -215,7 +207,6 @@ async def run(count: int, concurrency: int, out: Output) -> int:
         out.json(_summary_json(summary))
         return ExitCode.OK if summary.done == count else ExitCode.FAILURE
 
-    console = out.console
     out.line(
         f"pecapi demo: provisioning {count} sandbox mailboxes on the embedded emulator, "
         f"{concurrency} at a time"
@@ -230,34 +221,11 @@ async def run(count: int, concurrency: int, out: Output) -> int:
                 detail = outcome.error or outcome.outcome
                 print(f"  {outcome.casella_pec}: {detail}", file=sys.stderr, flush=True)
 
-    if console.is_terminal:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            console=console,
-        ) as progress:
-            task = progress.add_task("provisioning", total=count, failed=0)
-
-            def on_outcome(outcome: Outcome) -> None:
-                report_failure(outcome)
-                progress.update(task, advance=1, failed=failures)
-
-            summary = await provision(count, concurrency, on_outcome)
-    else:  # no live display: a plain line at each quarter
-        finished = 0
-        marks = {max(1, count * q // 4) for q in (1, 2, 3, 4)}
+    with progress(out, "mailboxes", count) as advance:
 
         def on_outcome(outcome: Outcome) -> None:
-            nonlocal finished
-            finished += 1
             report_failure(outcome)
-            if finished in marks:
-                out.line(f"  {finished}/{count} mailboxes ({failures} failed)")
+            advance(outcome.outcome != DONE)
 
         summary = await provision(count, concurrency, on_outcome)
     _print_summary(out, summary)

@@ -10,9 +10,11 @@ See ``pecapi/testing/README.md``.
 
 from __future__ import annotations
 
+from .callbacks import CallbackDeliverer, Delivery
 from .errors import DOCUMENTED_CODES, INVENTED_CODES, ErrorCode
 from .faults import Fault, FaultPlan
 from .ledger import DEFAULT_REGISTER_PRICES, Charge, PriceList, RequestRecord
+from .oauth import IssuedToken, OAuthEmulator, RunningOAuth
 from .pdf import make_pdf
 from .state import DEFAULT_SPACES, DEFAULT_TOKEN, Emulator, RunningEmulator
 
@@ -22,13 +24,18 @@ __all__ = [
     "DEFAULT_TOKEN",
     "DOCUMENTED_CODES",
     "INVENTED_CODES",
+    "CallbackDeliverer",
     "Charge",
+    "Delivery",
     "Emulator",
     "ErrorCode",
     "Fault",
     "FaultPlan",
+    "IssuedToken",
+    "OAuthEmulator",
     "PriceList",
     "RequestRecord",
     "RunningEmulator",
+    "RunningOAuth",
     "make_pdf",
 ]

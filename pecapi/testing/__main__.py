@@ -53,11 +53,16 @@ async def serve(args: argparse.Namespace) -> None:
         print(running.url, flush=True)
         print(
             f"pecapi.testing: {emulator.environment} emulator at {running.url} "
-            f"(token {args.token!r}); Ctrl-C to stop",
+            f"({_describe(args.token)}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
         )
         await stop.wait()
+
+
+def _describe(token: str) -> str:
+    # The default test token is printed so that users can copy it; one of their own is not.
+    return f"token {token!r}" if token == DEFAULT_TOKEN else "the token given with --token"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -303,6 +303,8 @@ class _Dispatcher:
             return _fail(E.AUTH_MISSING.error(), _UNAUTHORIZED)
         if token not in emu.tokens:
             return _fail(E.AUTH_INVALID.error(), _UNAUTHORIZED)
+        if emu.token_expired(token):
+            return _fail(E.AUTH_EXPIRED.error(), _UNAUTHORIZED)
 
         segs = [unquote(seg) for seg in path.strip("/").split("/")]
         nsegs = len(segs)
@@ -350,6 +352,11 @@ def build_app(emu: Emulator) -> web.Application:
     """An aiohttp application answering every path through the emulator."""
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", _Dispatcher(emu).handle)
+
+    async def close_deliveries(_: web.Application) -> None:
+        await emu.aclose()
+
+    app.on_cleanup.append(close_deliveries)
     return app
 
 

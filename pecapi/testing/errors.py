@@ -80,6 +80,7 @@ _CREDIT = "Insufficient Credit in Wallet: {amount}"
 # The API's `error` field mirrors the HTTP status for these (emulator's choice).
 AUTH_MISSING = _inv("*", 401, 401, "Authorization Bearer token required")
 AUTH_INVALID = _inv("*", 401, 401, "Invalid token")
+AUTH_EXPIRED = _inv("*", 401, 401, "Token expired")
 SCOPE_MISSING = _inv("*", 403, 403, "the token does not have the scope {scope}")
 BAD_JSON = _inv("*", 400, 400, "invalid JSON body: a JSON object is required")
 UNKNOWN_PATH = _inv("*", 404, 404, "resource not found")

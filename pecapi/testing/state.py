@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import errors as E
+from .callbacks import CallbackDeliverer, Delivery
 from .errors import ApiError, ErrorCode, PlainError
 from .faults import FaultPlan
 from .ledger import Charge, PriceList, RequestRecord
@@ -322,6 +323,10 @@ class Emulator:
         latency: float = 0.0,
         seed: int = 0,
         owner: str = "mail@domain.com",
+        token_expiry: Mapping[str, float] | None = None,
+        callback_attempts: int = 3,
+        callback_retry_delay: float = 0.0,
+        callback_envelope: bool = True,
     ) -> None:
         if environment not in HOSTS:
             raise ValueError("environment must be 'sandbox' or 'production'")
@@ -333,6 +338,13 @@ class Emulator:
         self.tokens: dict[str, frozenset[str] | None] = {
             t: (None if s is None else frozenset(s)) for t, s in tokens.items()
         }
+        #: token -> unix time (emulator clock) from which it is answered 401 "Token expired";
+        #: tokens not listed never expire
+        self.token_expiry: dict[str, float] = dict(token_expiry or {})
+        #: delivers callbacks to the URLs of registrations and requests (see README)
+        self.callbacks = CallbackDeliverer(
+            attempts=callback_attempts, retry_delay=callback_retry_delay, envelope=callback_envelope
+        )
         self.wallet: Decimal = Decimal(credit)
         self.prices = prices if prices is not None else PriceList()
         self.own_domains = frozenset(d.lower() for d in own_domains)
@@ -379,6 +391,52 @@ class Emulator:
     def advance_time(self, seconds: float) -> None:
         """Move the clock forward (it stays fixed from then on)."""
         self._fixed_time = self.now() + seconds
+
+    # --- tokens ---------------------------------------------------------------------------------
+
+    def add_token(
+        self, token: str, scopes: Iterable[str] | None = None, *, expires: float | None = None
+    ) -> None:
+        """Accept ``token`` (``scopes`` None: every scope) until ``expires`` (emulator clock)."""
+        self.tokens[token] = None if scopes is None else frozenset(scopes)
+        if expires is None:
+            self.token_expiry.pop(token, None)
+        else:
+            self.token_expiry[token] = float(expires)
+
+    def revoke_token(self, token: str) -> bool:
+        """Stop accepting ``token`` (answered 401 from now on); False if it was unknown."""
+        self.token_expiry.pop(token, None)
+        return self.tokens.pop(token, False) is not False
+
+    def token_expired(self, token: str) -> bool:
+        """True when ``token`` has an expiry and the emulator clock has reached it."""
+        expiry = self.token_expiry.get(token)
+        return expiry is not None and self.now() >= expiry
+
+    # --- callbacks -------------------------------------------------------------------------------
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every callback scheduled so far, in order: url, stato, attempts, status..."""
+        return self.callbacks.deliveries
+
+    async def deliveries_settled(self) -> list[Delivery]:
+        """Wait until every scheduled callback was delivered or gave up; the deliveries."""
+        await self.callbacks.settled()
+        return self.callbacks.deliveries
+
+    async def aclose(self) -> None:
+        """Cancel the callbacks still being delivered and close their HTTP session.
+
+        Called when :meth:`serve` ends or the :meth:`app` is cleaned up.
+        """
+        await self.callbacks.aclose()
+
+    def _changed(self, kind: str, record: Json) -> None:
+        callback = record.get("callback")
+        if isinstance(callback, dict) and callback.get("url"):
+            self.callbacks.schedule(kind, record)
 
     def count(self, method: str = "*", path_glob: str = "*") -> int:
         """How many requests matched ``method`` ("*": any) and the fnmatch ``path_glob``."""
@@ -503,6 +561,7 @@ class Emulator:
             raise ValueError(f"mailbox {mailbox_id} is {casella['stato']}, not in_evasione")
         casella["stato"] = "documenti_errati"
         casella["timestamp"]["ultima_modifica"] = int(self.now())
+        self._changed("mailbox", casella)
 
     def advance_comunica(self, request_id: str) -> None:
         """``codice_in_richiesta`` -> ``in_attesa_di_documenti``;
@@ -516,6 +575,7 @@ class Emulator:
         else:
             raise ValueError(f"request {request_id} is {stato}: nothing pending")
         record["timestamp"] = int(self.now())
+        self._changed("comunica_pec", record)
 
     def process_all(self) -> int:
         """Complete every pending transition; how many were made."""
@@ -635,6 +695,7 @@ class Emulator:
         casella["data_attivazione"] = fmt_date(now)
         casella["data_scadenza"] = fmt_date(expiry)
         self._apply_default_spaces(casella)
+        self._changed("mailbox", casella)
 
     @staticmethod
     def _apply_default_spaces(casella: Json) -> None:
@@ -744,6 +805,7 @@ class Emulator:
         self._pay(price, E.REG_CREDIT, "register", mailbox_id, f"{tipo} {address}")
         self._mailboxes[mailbox_id] = casella
         self._by_address[address] = mailbox_id
+        self._changed("mailbox", casella)
         return casella
 
     def api_get_mailbox(self, mailbox_id: str) -> Json:
@@ -760,6 +822,7 @@ class Emulator:
         now = self._touch(casella)
         casella["stato"] = "revocata"
         casella["timestamp"]["revoca"] = now
+        self._changed("mailbox", casella)
         return casella
 
     def api_activate(self, mailbox_id: str, body: Json) -> Json:
@@ -775,6 +838,7 @@ class Emulator:
         casella["documenti_attivazione"] = names
         casella["stato"] = "in_evasione"
         self._touch(casella)
+        self._changed("mailbox", casella)
         if self.auto_process:
             self._activate(casella)
         return casella
@@ -913,6 +977,7 @@ class Emulator:
             casella["stato"] = "evasa"
             ts.pop("revoca", None)
             self._by_address[address] = mailbox_id
+        self._changed("mailbox", casella)
         return casella
 
     def api_add_user(self, mailbox_id: str, body: Json) -> Json:
@@ -994,6 +1059,7 @@ class Emulator:
             values["casella_pec"],
         )
         self._comunica[request_id] = record
+        self._changed("comunica_pec", record)
         if self.auto_process:
             self.advance_comunica(request_id)
         return record
@@ -1015,6 +1081,7 @@ class Emulator:
         record["documenti_registro_imprese"] = names
         record["stato"] = "documenti_caricati"
         record["timestamp"] = int(self.now())
+        self._changed("comunica_pec", record)
         if self.auto_process:
             self.advance_comunica(request_id)
         return record

@@ -271,9 +271,10 @@ class Pipeline:
                 **_where(exchange),
             ) from exc
         except aiohttp.ClientResponseError as exc:
+            # Not chained: its request_info holds the request headers, the token included.
             raise PecConnectionError(
                 f"invalid HTTP response ({exc.message})", **_where(exchange)
-            ) from exc
+            ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(
                 f"HTTP failure ({type(exc).__name__})", **_where(exchange)

@@ -1,0 +1,278 @@
+"""Receiving the API's callbacks: parse a delivery into a model, or mount a ready handler.
+
+A registration (``MailboxRegistration.callback``) or a comunica_pec request
+(``ComunicaPecRequest.callback``) can name a :class:`~pecapi.Callback`: the API then calls
+its ``url`` when the mailbox or request changes state. With ``method`` POST (the default)
+the JSON travels in the form field ``field`` (default ``data``); with JSON it is the body::
+
+    from aiohttp import web
+    from pecapi.callbacks import CallbackEvent, handler
+
+    async def on_event(event: CallbackEvent) -> None:
+        if event.mailbox is not None:
+            print(event.mailbox.id, event.stato, event.data)
+
+    app = web.Application()
+    app.router.add_post("/pec-callback", handler(on_event))
+
+The specification does not document the payload; what this module accepts is written in
+the README ("Tokens and callbacks").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs
+
+import attrs
+
+from pecapi.errors import PecError
+from pecapi.models.comunica import ComunicaPec
+from pecapi.models.converter import structure
+from pecapi.models.enums import ComunicaPecState, MailboxState
+from pecapi.models.mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = [
+    "CallbackError",
+    "CallbackEvent",
+    "handler",
+    "parse_body",
+    "parse_payload",
+    "read_request",
+]
+
+logger = logging.getLogger("pecapi")
+
+Kind = Literal["mailbox", "comunica_pec"]
+
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+_MAILBOX_STATES = frozenset(m.value for m in MailboxState)
+_COMUNICA_STATES = frozenset(m.value for m in ComunicaPecState)
+# Keys only a mailbox (Casella) has, and keys only a comunica_pec request has.
+_MAILBOX_KEYS = frozenset(
+    {
+        "tipo_casella",
+        "cod_attivazione",
+        "tipo_cliente",
+        "nome_richiedente",
+        "cognome_richiedente",
+        "codice_fiscale_richiedente",
+        "spazio_disco",
+        "spazio_storico",
+        "uid",
+        "dominio",
+        "data_scadenza",
+        "conservazione",
+    }
+)
+_COMUNICA_KEYS = frozenset(
+    {
+        "codice_registro_imprese",
+        "documenti_registro_imprese",
+        "qualifica",
+        "ragione_sociale",
+        "cf_piva",
+        "pec_amministratore",
+        "cf",
+    }
+)
+
+
+class CallbackError(PecError, ValueError):
+    """A callback delivery that cannot be read (not JSON, no object, not a known kind...)."""
+
+
+@attrs.frozen(kw_only=True)
+class CallbackEvent:
+    """One callback: the mailbox or comunica_pec request as it is now.
+
+    ``item`` is a :class:`~pecapi.Mailbox` (``kind == "mailbox"``) or a
+    :class:`~pecapi.ComunicaPec` (``kind == "comunica_pec"``); ``data`` is the
+    ``callback.data`` you sent with the registration, echoed back (None if absent);
+    ``message`` the envelope's message, if any; ``raw`` the decoded JSON object.
+    """
+
+    kind: Kind
+    item: Mailbox | ComunicaPec
+    data: Mapping[str, Any] | None = None
+    message: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def mailbox(self) -> Mailbox | None:
+        return self.item if isinstance(self.item, Mailbox) else None
+
+    @property
+    def comunica_pec(self) -> ComunicaPec | None:
+        return self.item if isinstance(self.item, ComunicaPec) else None
+
+    @property
+    def id(self) -> str | None:
+        return self.item.id
+
+    @property
+    def stato(self) -> MailboxState | ComunicaPecState | None:
+        return self.item.stato
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+
+def _kind_of(obj: Mapping[str, Any]) -> Kind | None:
+    stato = obj.get("stato")
+    if isinstance(stato, str):
+        if stato in _MAILBOX_STATES:
+            return "mailbox"
+        if stato in _COMUNICA_STATES:
+            return "comunica_pec"
+    keys = obj.keys()
+    mailbox, comunica = len(_MAILBOX_KEYS & keys), len(_COMUNICA_KEYS & keys)
+    if mailbox > comunica:
+        return "mailbox"
+    if comunica > mailbox:
+        return "comunica_pec"
+    return None
+
+
+def _json(text: str | bytes, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise CallbackError(f"{where} is not valid JSON") from None
+
+
+def parse_payload(payload: Any) -> CallbackEvent:
+    """The event for a decoded JSON value: a mailbox or request object, bare or wrapped in
+    the API's envelope ``{"data": ..., "success", "message", "error"}``."""
+    if not isinstance(payload, dict):
+        raise CallbackError("the callback's JSON is not an object")
+    obj: dict[str, Any] = payload
+    message: str | None = None
+    if _kind_of(payload) is None and "data" in payload:
+        inner = payload["data"]
+        if isinstance(inner, str):  # a JSON document inside the JSON: be lenient
+            inner = _json(inner, "the envelope's data")
+        if not isinstance(inner, dict):
+            raise CallbackError("the envelope's data is not an object")
+        obj = inner
+        if isinstance(payload.get("message"), str) and payload["message"]:
+            message = payload["message"]
+    kind = _kind_of(obj)
+    if kind is None:
+        raise CallbackError(
+            "cannot tell a mailbox from a comunica_pec request: no known stato or fields"
+        )
+    try:
+        item: Mailbox | ComunicaPec = (
+            structure(obj, Mailbox) if kind == "mailbox" else structure(obj, ComunicaPec)
+        )
+    except Exception as exc:  # the converter is lenient: this is a bug-shaped payload
+        raise CallbackError(f"the {kind} cannot be read ({type(exc).__name__})") from None
+    callback = item.callback
+    data = callback.data if callback is not None else None
+    return CallbackEvent(
+        kind=kind, item=item, data=data, message=message, raw=MappingProxyType(obj)
+    )
+
+
+def _from_form_value(value: str, field: str) -> CallbackEvent:
+    return parse_payload(_json(value, f"the form field {field!r}"))
+
+
+def parse_body(
+    body: bytes, content_type: str | None = None, *, field: str = "data"
+) -> CallbackEvent:
+    """The event for a raw delivery: a JSON body, or a form-urlencoded body whose ``field``
+    holds the JSON. Without a (known) ``content_type`` the body is sniffed. Multipart
+    forms need :func:`read_request`."""
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime == "multipart/form-data":
+        raise CallbackError("multipart bodies are read by read_request(), not parse_body()")
+    text = body.strip()
+    if not text:
+        raise CallbackError("the callback has an empty body")
+    looks_json = text[:1] in (b"{", b"[")
+    if mime == "application/x-www-form-urlencoded" or (
+        mime not in ("application/json",) and not looks_json
+    ):
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except (ValueError, UnicodeDecodeError):
+            raise CallbackError("the callback's form cannot be decoded") from None
+        values = form.get(field)
+        if not values:
+            names = ", ".join(sorted(form)) or "none"
+            raise CallbackError(f"the form has no field {field!r} (fields: {names})")
+        return _from_form_value(values[0], field)
+    return parse_payload(_json(body, "the callback's body"))
+
+
+async def read_request(request: web.Request, *, field: str = "data") -> CallbackEvent:
+    """The event for an aiohttp request: JSON, form-urlencoded or multipart."""
+    from aiohttp import web
+
+    if request.content_type == "multipart/form-data":
+        try:
+            form = await request.post()
+        except web.HTTPException:
+            raise
+        except (ValueError, AssertionError, UnicodeDecodeError, OSError):
+            raise CallbackError("the callback's multipart form cannot be decoded") from None
+        value = form.get(field)
+        if value is None:
+            names = ", ".join(sorted(set(form.keys()))) or "none"
+            raise CallbackError(f"the form has no field {field!r} (fields: {names})")
+        if isinstance(value, web.FileField):
+            raw = value.file.read()
+            try:
+                value = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CallbackError(f"the form field {field!r} is not UTF-8") from None
+        return _from_form_value(str(value), field)
+    body = await request.read()
+    return parse_body(body, request.headers.get("Content-Type"), field=field)
+
+
+# -- the handler ---------------------------------------------------------------------------
+
+
+def handler(
+    on_event: Callable[[CallbackEvent], Awaitable[object]], *, field: str = "data"
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler that parses each delivery and awaits ``on_event(event)``.
+
+    It answers 200 once ``on_event`` has returned, 400 to a delivery it cannot read (with a
+    short reason, never a traceback) and 500 if ``on_event`` raised (logged, with its
+    traceback, on the ``pecapi`` logger), so that the sender may retry. ``field`` is the
+    form field holding the JSON (your callback's ``field``, default ``data``).
+    """
+    if not isinstance(field, str) or not field:
+        raise ValueError("field must be a non-empty string")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        try:
+            event = await read_request(request, field=field)
+        except CallbackError as exc:
+            logger.warning("rejected a malformed PEC callback: %s", exc)
+            return web.json_response({"success": False, "message": str(exc)}, status=400)
+        try:
+            await on_event(event)
+        except Exception:  # CancelledError is a BaseException: it propagates
+            logger.exception(
+                "the PEC callback handler failed on a %s event (id %s)", event.kind, event.id
+            )
+            return web.json_response(
+                {"success": False, "message": "the callback could not be processed"}, status=500
+            )
+        return web.json_response({"success": True, "message": ""})
+
+    return handle

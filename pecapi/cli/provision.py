@@ -1,0 +1,115 @@
+"""``pecapi provision FILE.csv``: check, register and activate every row, resumably.
+
+The CSV's header names the API's fields (casella_pec, tipo_casella, tipo_cliente,
+nome_richiedente, ...), plus an optional ``documenti`` column of activation PDFs
+separated by ``;`` (paths relative to the CSV). Each outcome goes to the journal as it
+arrives; running the same command again skips what is done, activates what was only
+registered, and retries what failed, never registering a mailbox twice. A malformed
+row is reported with its line number and field and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pecapi.provision import STATUSES, ProvisionOutcome, provision, read_registrations_csv
+
+from .connection import add_connection_options, client_from_args
+from .exits import ExitCode
+from .output import Output
+from .progress import progress
+
+__all__ = ["add_parser"]
+
+
+def _rows(path: Path) -> int:
+    with path.open(encoding="utf-8-sig") as fh:
+        return max(0, sum(1 for line in fh if line.strip()) - 1)
+
+
+def _record(outcome: ProvisionOutcome) -> dict[str, Any]:
+    record = outcome.record()
+    record.pop("at", None)
+    return record
+
+
+async def run(args: argparse.Namespace, out: Output) -> int:
+    source = Path(args.file)
+    requests = read_registrations_csv(source)  # lazily; a bad header raises at once
+    first = next(requests, None)
+    total = _rows(source)
+    journal = Path(args.journal) if args.journal else source.with_suffix(".journal.jsonl")
+    statuses: Counter[str] = Counter()
+
+    def items() -> Any:
+        if first is not None:
+            yield first
+            yield from requests
+
+    async with client_from_args(args) as client:
+        batch = provision(
+            client, items(), concurrency=args.concurrency, journal=journal, total=total
+        )
+        with progress(out, "rows", None if out.json_mode else total) as advance:
+            async with batch:
+                async for result in batch:
+                    outcome = result.value
+                    if outcome is None:  # a bug, not an API failure: shown, counted
+                        statuses["error"] += 1
+                        print(f"pecapi: {result.error!r}", file=sys.stderr)
+                        continue
+                    statuses[outcome.status] += 1
+                    if out.json_mode:
+                        out.json(_record(outcome))
+                    else:
+                        advance(not outcome.complete)
+                        if not outcome.complete and outcome.error is not None:
+                            where = f"line {outcome.line}: " if outcome.line else ""
+                            print(
+                                f"  {where}{outcome.key}: {outcome.status}: {outcome.error}",
+                                file=sys.stderr,
+                            )
+    incomplete = sum(n for status, n in statuses.items() if not STATUSES.get(status, False))
+    if out.json_mode:
+        out.json({"event": "summary", "statuses": dict(statuses), "journal": str(journal)})
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        out.line(f"{sum(statuses.values())} rows: {counts or 'none'}")
+        out.line(f"journal: {journal}" + (" (run again to retry)" if incomplete else ""))
+    return ExitCode.OK if incomplete == 0 else ExitCode.FAILURE
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "provision",
+        help="register (and activate) every mailbox of a CSV file, resumably",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE.csv", help="the registrations")
+    parser.add_argument(
+        "--journal", metavar="FILE.jsonl", help="the journal (default: FILE.journal.jsonl)"
+    )
+    parser.add_argument("--concurrency", type=_positive, default=20, help="at a time (20)")
+    add_connection_options(parser, top=False)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    out = Output(json_mode=args.json)
+    return asyncio.run(run(args, out))
