@@ -272,6 +272,10 @@ class _Dispatcher:
                 return _status_response(fault)
             elif fault.kind == "drop_before":
                 return _drop(request)
+            elif fault.kind == "answer":
+                record.status = fault.code
+                canned = {"Content-Type": fault.content_type} if fault.content_type else {}
+                return web.Response(status=fault.code, body=fault.payload, headers=canned)
 
         reply = await self.process(request, method, path)
         record.status = reply[0]

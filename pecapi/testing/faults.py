@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPlan", "FaultRule"]
 
@@ -19,6 +20,7 @@ FaultKind = Literal[
     "slow_body",
     "truncated_body",
     "malformed_json",
+    "answer",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "latency",
@@ -28,6 +30,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "slow_body",
     "truncated_body",
     "malformed_json",
+    "answer",
 )
 BodyKind = Literal["json", "html", "empty"]
 
@@ -46,7 +49,9 @@ class Fault:
       with ``delay`` seconds between them;
     - ``truncated_body(fraction=0.5)``: process, announce the full Content-Length, send only
       that fraction of the body and close the connection;
-    - ``malformed_json()``: process, answer 200 ``application/json`` with a broken JSON body.
+    - ``malformed_json()``: process, answer 200 ``application/json`` with a broken JSON body;
+    - ``answer(status, body, content_type)``: do not process, answer exactly this (e.g. an
+      error example of the specification, or a response shape to test a client against).
     """
 
     kind: FaultKind
@@ -57,6 +62,8 @@ class Fault:
     retry_after: int | str | None = None
     chunks: int = 4
     fraction: float = 0.5
+    payload: bytes = b""
+    content_type: str = ""
 
     @classmethod
     def latency(cls, seconds: float | tuple[float, float]) -> Fault:
@@ -102,6 +109,25 @@ class Fault:
     @classmethod
     def malformed_json(cls) -> Fault:
         return cls("malformed_json")
+
+    @classmethod
+    def answer(
+        cls,
+        status: int,
+        body: bytes | str | Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Fault:
+        if not 100 <= status <= 599:
+            raise ValueError(f"not an HTTP status: {status}")
+        if body is None:
+            payload = b""
+        elif isinstance(body, bytes):
+            payload = body
+        elif isinstance(body, str):
+            payload = body.encode()
+        else:
+            payload = json.dumps(body).encode()
+        return cls("answer", code=status, payload=payload, content_type=content_type)
 
 
 @dataclass(slots=True)
