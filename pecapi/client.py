@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
 from pecapi.transport.retry import RetryPolicy
 from pecapi.transport.throttle import Throttle
+from pecapi.transport.urls import check_base_url
 
 __all__ = ["PRODUCTION_URL", "SANDBOX_URL", "PecClient"]
 
@@ -33,36 +33,6 @@ SANDBOX_URL = "https://test.pec.openapi.it"
 
 def _no_body() -> None:
     return None
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: str | URL) -> URL:
-    try:
-        url = URL(base_url)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"base_url is not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL with a host, not {url!s}")
-    if url.user is not None or url.password is not None:
-        raise ConfigurationError("base_url must not contain credentials")
-    if url.query_string or url.fragment:
-        raise ConfigurationError("base_url must not have a query or fragment")
-    if url.scheme == "http" and not _is_loopback(url.host):
-        raise ConfigurationError(
-            f"refusing plain http:// to {url.host}: the token would travel in clear text "
-            "(plain http is allowed for loopback addresses only)"
-        )
-    return url
 
 
 class PecClient:
@@ -100,7 +70,7 @@ class PecClient:
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
-        url = _check_base_url(
+        url = check_base_url(
             base_url if base_url is not None else (SANDBOX_URL if sandbox else PRODUCTION_URL)
         )
         self._sandbox = bool(sandbox)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from pecapi.resources import comunica_pec as _comunica_pec
 from pecapi.resources import domains as _domains
 from pecapi.resources import mailboxes as _mailboxes
 from pecapi.transport.endpoint import Endpoint
+from pecapi.transport.urls import check_base_url
 
 __all__ = [
     "API_KEY_ENV",
@@ -194,36 +194,6 @@ class _Issued:
         return f"_Issued(<redacted>, expires_at={self.expires_at})"
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(base_url: str | URL) -> URL:
-    try:
-        url = URL(base_url)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"base_url is not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL with a host, not {url!s}")
-    if url.user is not None or url.password is not None:
-        raise ConfigurationError("base_url must not contain credentials")
-    if url.query_string or url.fragment:
-        raise ConfigurationError("base_url must not have a query or fragment")
-    if url.scheme == "http" and not _is_loopback(url.host):
-        raise ConfigurationError(
-            f"refusing plain http:// to {url.host}: the API key would travel in clear text "
-            "(plain http is allowed for loopback addresses only)"
-        )
-    return url
-
-
 def _credential(value: str | None, env: str, what: str) -> str:
     if value is None:
         value = os.environ.get(env, "").strip()
@@ -353,7 +323,9 @@ class OAuthTokenProvider:
         if not timeout > 0:
             raise ConfigurationError("timeout must be positive")
         default = OAUTH_SANDBOX_URL if self._sandbox else OAUTH_PRODUCTION_URL
-        self._base_url = _check_url(base_url if base_url is not None else default)
+        self._base_url = check_base_url(
+            base_url if base_url is not None else default, secret="API key"
+        )
         self._email = email
         encoded = base64.b64encode(f"{email}:{key}".encode()).decode("ascii")
         self._basic = _Secret(f"Basic {encoded}")

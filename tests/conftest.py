@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pecapi import MailboxRegistration, PecClient, RetryPolicy
+from pecapi import ComunicaPecRequest, MailboxRegistration, PecClient, RetryPolicy
 from pecapi.testing import DEFAULT_TOKEN, Emulator, RunningEmulator
 
 pytest_plugins = ["pecapi.testing.pytest_plugin"]
@@ -80,6 +80,24 @@ def make_registration(
     }
     fields.update(overrides)
     return MailboxRegistration(**fields)
+
+
+def make_comunica_request(**overrides: Any) -> ComunicaPecRequest:
+    fields: dict[str, Any] = {
+        "casella_pec": "mypec@pec.com",
+        "cf": "RSSMRA80A01L117D",
+        "nome": "mario",
+        "cognome": "rossi",
+        "qualifica": "LEGALE_RAPPRESENTANTE",
+        "email": "mail@domain.com",
+        "cellulare": "3400000018",
+        "ragione_sociale": "azienda test",
+        "cf_piva": "12345678910",
+        "comune": "roma",
+        "provincia": "RM",
+    }
+    fields.update(overrides)
+    return ComunicaPecRequest(**fields)
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from pecapi import (
     CallbackError,
     CallbackEvent,
     ComunicaPec,
-    ComunicaPecRequest,
     ComunicaPecState,
     Mailbox,
     MailboxState,
@@ -29,7 +28,7 @@ from pecapi import (
 )
 from pecapi.callbacks import handler, parse_body, parse_payload
 from pecapi.testing import DEFAULT_TOKEN, Emulator
-from tests.conftest import P7M_BYTES, PDF_BYTES, make_registration
+from tests.conftest import P7M_BYTES, PDF_BYTES, make_comunica_request, make_registration
 
 OnEvent = Callable[[CallbackEvent], Awaitable[None]]
 
@@ -61,23 +60,6 @@ async def setup(
         PecClient(DEFAULT_TOKEN, sandbox=True, base_url=server.url) as client,
     ):
         yield url, emu, client
-
-
-def _comunica_request(callback: Callback) -> ComunicaPecRequest:
-    return ComunicaPecRequest(
-        casella_pec="mypec@pec.com",
-        cf="RSSMRA80A01L117D",
-        nome="mario",
-        cognome="rossi",
-        qualifica="LEGALE_RAPPRESENTANTE",
-        email="mail@domain.com",
-        cellulare="3400000018",
-        ragione_sociale="azienda test",
-        cf_piva="12345678910",
-        comune="roma",
-        provincia="RM",
-        callback=callback,
-    )
 
 
 @pytest.mark.parametrize(
@@ -143,7 +125,7 @@ async def test_comunica_pec_states_reach_the_handler() -> None:
 
     async with setup(on_event) as (url, emu, client):
         created = await client.comunica_pec.create(
-            _comunica_request(Callback(url=url, method="JSON", data={"ticket": "T-1"}))
+            make_comunica_request(callback=Callback(url=url, method="JSON", data={"ticket": "T-1"}))
         )
         emu.advance_comunica(created.id)
         await client.comunica_pec.upload_documents(created.id, P7M_BYTES)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from pecapi import (
     BadRequestError,
-    ComunicaPecRequest,
     ComunicaPecState,
     DomainCheck,
     NotAcceptableError,
@@ -17,32 +14,14 @@ from pecapi import (
     ValidationError,
 )
 from pecapi.testing import Emulator
-from tests.conftest import P7M_BYTES, PDF_BYTES
+from tests.conftest import P7M_BYTES, PDF_BYTES, make_comunica_request
 
 MISSING_ID = "0123456789abcdef01234567"
 
 
-def _request(**overrides: Any) -> ComunicaPecRequest:
-    fields: dict[str, Any] = {
-        "casella_pec": "mypec@pec.com",
-        "cf": "RSSMRA80A01L117D",
-        "nome": "mario",
-        "cognome": "rossi",
-        "qualifica": "LEGALE_RAPPRESENTANTE",
-        "email": "mail@domain.com",
-        "cellulare": "3400000018",
-        "ragione_sociale": "azienda test",
-        "cf_piva": "12345678910",
-        "comune": "roma",
-        "provincia": "RM",
-    }
-    fields.update(overrides)
-    return ComunicaPecRequest(**fields)
-
-
 async def test_comunica_pec_flow(client: PecClient, emulator: Emulator) -> None:
     assert await client.comunica_pec.list() == []  # 404/332 is []
-    created = await client.comunica_pec.create(_request())
+    created = await client.comunica_pec.create(make_comunica_request())
     assert created.stato is ComunicaPecState.CODICE_IN_RICHIESTA
     assert created.callback is None  # the API answers callback: false
     assert created.id is not None

@@ -29,7 +29,7 @@ from pecapi import (
     TipoCasella,
 )
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault
-from tests.conftest import PDF_BYTES, make_registration, no_sleep
+from tests.conftest import PDF_BYTES, make_comunica_request, make_registration, no_sleep
 
 Registration = Callable[..., MailboxRegistration]
 USER = MailboxUser(
@@ -291,10 +291,8 @@ async def test_free_writes_are_reconciled(
 async def test_comunica_pec_create_exactly_once(
     client: PecClient, emulator: Emulator, fault: Fault
 ) -> None:
-    from tests.test_comunica_pec import _request
-
     emulator.faults.once(fault, method="POST", path="/comunica_pec")
-    created = await client.comunica_pec.create(_request())
+    created = await client.comunica_pec.create(make_comunica_request())
     assert created.id in emulator.comunica_requests
     assert len(emulator.comunica_requests) == 1
     assert len(emulator.charges(operation="comunica_pec")) == 1

@@ -16,7 +16,6 @@ import pytest
 from pecapi import (
     Callback,
     ComunicaPec,
-    ComunicaPecRequest,
     ComunicaPecSummary,
     DomainCheck,
     Mailbox,
@@ -28,25 +27,19 @@ from pecapi import (
 )
 from pecapi.errors import api_error_class
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, RunningEmulator
-from tests.conftest import P7M_BYTES, PDF_BYTES, SPEC_PATH, make_registration
+from tests.conftest import (
+    P7M_BYTES,
+    PDF_BYTES,
+    SPEC_PATH,
+    make_comunica_request,
+    make_registration,
+)
 
 ID = "6040e4613a716838dc4eee0e"
 USER = MailboxUser(
     nome="luca", cognome="bianchi", descrizione="d", email_gestione_password="l@d.it"
 )
-COMUNICA = ComunicaPecRequest(
-    casella_pec="mypec@pec.com",
-    cf="RSSMRA80A01L117D",
-    nome="mario",
-    cognome="rossi",
-    qualifica="LEGALE_RAPPRESENTANTE",
-    email="mail@domain.com",
-    cellulare="3400000018",
-    ragione_sociale="azienda test",
-    cf_piva="12345678910",
-    comune="roma",
-    provincia="RM",
-)
+COMUNICA = make_comunica_request()
 
 Call = Callable[[PecClient], Awaitable[Any]]
 

@@ -17,7 +17,18 @@ from pecapi.errors import ConfigurationError
 from pecapi.transport.auth import SANDBOX_TOKEN_ENV, TOKEN_ENV
 from pecapi.transport.retry import Attempt, RetryPolicy
 
-__all__ = ["add_connection_options", "client_from_args", "retry_policy"]
+__all__ = ["add_connection_options", "client_from_args", "positive_int", "retry_policy"]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _non_negative(text: str) -> int:

@@ -30,6 +30,7 @@ from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import MailboxRegistration
 from pecapi.testing import DEFAULT_TOKEN, Emulator, make_pdf
 
+from .connection import positive_int
 from .exits import ExitCode, error_line
 from .output import Output
 from .progress import progress
@@ -232,16 +233,6 @@ async def run(count: int, concurrency: int, out: Output) -> int:
     return ExitCode.OK if summary.done == count else ExitCode.FAILURE
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "demo",
@@ -249,8 +240,10 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--count", type=_positive, default=300, help="mailboxes (default 300)")
-    parser.add_argument("--concurrency", type=_positive, default=50, help="at a time (default 50)")
+    parser.add_argument("--count", type=positive_int, default=300, help="mailboxes (default 300)")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=50, help="at a time (default 50)"
+    )
     parser.add_argument(
         "--json",
         action="store_true",

@@ -19,7 +19,7 @@ from typing import Any
 
 from pecapi.provision import STATUSES, ProvisionOutcome, provision, read_registrations_csv
 
-from .connection import add_connection_options, client_from_args
+from .connection import add_connection_options, client_from_args, positive_int
 from .exits import ExitCode
 from .output import Output
 from .progress import progress
@@ -84,16 +84,6 @@ async def run(args: argparse.Namespace, out: Output) -> int:
     return ExitCode.OK if incomplete == 0 else ExitCode.FAILURE
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "provision",
@@ -105,7 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--journal", metavar="FILE.jsonl", help="the journal (default: FILE.journal.jsonl)"
     )
-    parser.add_argument("--concurrency", type=_positive, default=20, help="at a time (20)")
+    parser.add_argument("--concurrency", type=positive_int, default=20, help="at a time (20)")
     add_connection_options(parser, top=False)
     parser.set_defaults(handler=handle)
 

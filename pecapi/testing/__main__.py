@@ -13,14 +13,13 @@ from decimal import Decimal
 from .state import DEFAULT_TOKEN, Emulator
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m pecapi.testing",
-        description="Serve a stateful emulator of the Openapi.it PEC API.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The emulator's options (shared with ``pecapi emulator``)."""
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
-    parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token accepted")
+    parser.add_argument(
+        "--token", default=DEFAULT_TOKEN, help="bearer token the emulator accepts (a test value)"
+    )
     parser.add_argument(
         "--production", action="store_true", help="production rules (default: sandbox)"
     )
@@ -32,6 +31,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="complete activations and comunica_pec steps at once",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of ids and faults")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pecapi.testing",
+        description="Serve a stateful emulator of the Openapi.it PEC API.",
+    )
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -65,11 +72,15 @@ def _describe(token: str) -> str:
     return f"token {token!r}" if token == DEFAULT_TOKEN else "the token given with --token"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

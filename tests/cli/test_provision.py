@@ -36,9 +36,11 @@ async def test_provision_a_csv_and_resume(api: Run, pec_emulator: Emulator, tmp_
     rows.insert(5, _row("broken", tipo="platinum"))
     source = _csv(tmp_path, rows)
     journal = tmp_path / "run.jsonl"
-    pec_emulator.faults.rate(0.3, [Fault.drop_after(), Fault.status(503)], seed=2)
+    pec_emulator.faults.rate(0.15, [Fault.drop_after(), Fault.status(503)], seed=2)
 
-    first = await api("provision", str(source), "--journal", str(journal), "--concurrency", "4")
+    first = await api(
+        "--retries", "12", "provision", str(source), "--journal", str(journal), "--concurrency", "4"
+    )
     assert first.code == ExitCode.FAILURE  # the broken row is not done
     assert "21 rows: 20 activated, 1 invalid" in first.out
     assert "line 7: broken@testcert.legalmail.it: invalid: tipo_casella" in first.err
