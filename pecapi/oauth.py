@@ -473,7 +473,7 @@ class OAuthTokenProvider:
                 headers = dict(response.headers)
                 raw = await response.read()
         # ``from None`` throughout: aiohttp's exceptions carry the request's headers.
-        except (aiohttp.ServerTimeoutError, TimeoutError):
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):  # not TimeoutError on 3.10
             raise PecTimeoutError(
                 f"the OAuth service gave no answer within {self._timeout}s", **where
             ) from None

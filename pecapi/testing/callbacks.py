@@ -190,7 +190,7 @@ class CallbackDeliverer:
             ) as response:
                 await response.read()
                 delivery.status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
             delivery.status = None
             delivery.error = type(exc).__name__
             return False

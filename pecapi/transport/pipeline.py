@@ -9,6 +9,7 @@ DELETE... on a dropped kept-alive connection (a renewal is a paid GET).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -253,7 +254,10 @@ class Pipeline:
             raise PecTimeoutError(
                 "timed out opening the connection", **_where(exchange), request_sent=False
             ) from exc
-        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        except (
+            aiohttp.ServerTimeoutError,
+            asyncio.TimeoutError,
+        ) as exc:  # not TimeoutError on 3.10
             raise PecTimeoutError(
                 f"no complete answer within {timeout.total}s", **_where(exchange)
             ) from exc
