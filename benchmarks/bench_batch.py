@@ -34,6 +34,7 @@ from benchmarks.common import (
     run_child,
 )
 from pecapi.models.converter import unstructure
+from pecapi.testing import samples
 
 __all__ = ["BatchConfig", "bounded", "provision", "registrations", "run"]
 
@@ -51,24 +52,7 @@ class BatchStats:
 def registrations(n: int, prefix: str = "bench") -> Iterator[pecapi.MailboxRegistration]:
     """N distinct sandbox registrations, built one at a time as they are consumed."""
     for i in range(n):
-        yield pecapi.MailboxRegistration(
-            casella_pec=f"{prefix}.{i}@testcert.legalmail.it",
-            tipo_casella="BRONZE",
-            tipo_cliente="PV",
-            nome_richiedente="Mario",
-            cognome_richiedente="Rossi",
-            email="mario@example.org",
-            telefono="0548798569",
-            codice_fiscale_richiedente="RSSMRA82D11H501X",
-            data_nascita_richiedente="11/04/1982",
-            sesso_richiedente="M",
-            nazione_nascita_richiedente="IT",
-            indirizzo_titolare="via Verdi 20",
-            comune_titolare="Roma",
-            cap_titolare="00042",
-            nazione_titolare="IT",
-            provincia_titolare="RM",
-        )
+        yield samples.registration(f"{prefix}.{i}@testcert.legalmail.it")
 
 
 async def bounded(

@@ -15,11 +15,11 @@ from collections.abc import (
     Iterable,
     Sized,
 )
-from types import TracebackType
 from typing import Generic, TypeVar
 
 import attrs
 
+from pecapi.closing import AsyncClosing
 from pecapi.errors import ValidationError
 
 __all__ = ["Batch", "BatchProgress", "BatchResult"]
@@ -51,7 +51,7 @@ class BatchProgress:
     total: int | None
 
 
-class Batch(Generic[I, R]):
+class Batch(AsyncClosing, Generic[I, R]):
     """``fn`` applied to every input, ``concurrency`` at a time.
 
     Iterate it (``async for result in batch``) to get each :class:`BatchResult` as it
@@ -153,17 +153,6 @@ class Batch(Generic[I, R]):
         if self._iterator is not None:
             await self._iterator.aclose()
         await self._cancel_pending()
-
-    async def __aenter__(self) -> Batch[I, R]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def collect(self) -> list[BatchResult[I, R]]:
         """Every result, in input order (for small batches)."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from pecapi.batch import Batch, BatchProgress
+from pecapi.closing import AsyncClosing
 from pecapi.errors import ConfigurationError
 from pecapi.resources.comunica_pec import ComunicaPecRequests
 from pecapi.resources.domains import Domains
@@ -35,7 +35,7 @@ def _no_body() -> None:
     return None
 
 
-class PecClient:
+class PecClient(AsyncClosing):
     """Async client of the Openapi.it PEC API.
 
     ::
@@ -139,17 +139,6 @@ class PecClient:
         return Batch(fn, inputs, concurrency=concurrency, total=total, on_progress=on_progress)
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    async def __aenter__(self) -> PecClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the HTTP session (only one the client created). Safe to call twice."""

@@ -26,13 +26,14 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from pecapi import __version__
+from pecapi.closing import AsyncClosing
 from pecapi.errors import (
     ClientClosedError,
     ConfigurationError,
@@ -256,7 +257,7 @@ def _valid_token(value: str) -> bool:
     return bool(value) and not any(ch.isspace() or not ch.isprintable() for ch in value)
 
 
-class OAuthTokenProvider:
+class OAuthTokenProvider(AsyncClosing):
     """A :class:`~pecapi.TokenProvider` that creates its tokens with the OAuth service.
 
     It creates one token with exactly ``scopes`` and a lifespan of ``ttl`` seconds, hands
@@ -390,17 +391,6 @@ class OAuthTokenProvider:
             logger.debug("the API refused the OAuth token: the next request creates another")
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    async def __aenter__(self) -> OAuthTokenProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop a creation in flight, forget the token, close an own session. Idempotent."""

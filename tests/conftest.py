@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 from pecapi import ComunicaPecRequest, MailboxRegistration, PecClient, RetryPolicy
-from pecapi.testing import DEFAULT_TOKEN, Emulator, RunningEmulator
+from pecapi.testing import DEFAULT_TOKEN, Emulator, RunningEmulator, samples
 
 pytest_plugins = ["pecapi.testing.pytest_plugin"]
 
@@ -60,44 +59,11 @@ def emulator(pec_server: RunningEmulator) -> Emulator:
 def make_registration(
     casella_pec: str = "mario.rossi@testcert.legalmail.it", **overrides: Any
 ) -> MailboxRegistration:
-    fields: dict[str, Any] = {
-        "casella_pec": casella_pec,
-        "tipo_casella": "BRONZE",
-        "tipo_cliente": "PV",
-        "nome_richiedente": "mario",
-        "cognome_richiedente": "rossi",
-        "email": "mail@domain.com",
-        "telefono": "0548798569",
-        "codice_fiscale_richiedente": "RSSMRA82D11H501X",
-        "data_nascita_richiedente": dt.date(1982, 4, 11),
-        "sesso_richiedente": "M",
-        "nazione_nascita_richiedente": "IT",
-        "indirizzo_titolare": "via verdi 20",
-        "comune_titolare": "roma",
-        "cap_titolare": "00042",
-        "nazione_titolare": "IT",
-        "provincia_titolare": "RM",
-    }
-    fields.update(overrides)
-    return MailboxRegistration(**fields)
+    return samples.registration(casella_pec, **overrides)
 
 
 def make_comunica_request(**overrides: Any) -> ComunicaPecRequest:
-    fields: dict[str, Any] = {
-        "casella_pec": "mypec@pec.com",
-        "cf": "RSSMRA80A01L117D",
-        "nome": "mario",
-        "cognome": "rossi",
-        "qualifica": "LEGALE_RAPPRESENTANTE",
-        "email": "mail@domain.com",
-        "cellulare": "3400000018",
-        "ragione_sociale": "azienda test",
-        "cf_piva": "12345678910",
-        "comune": "roma",
-        "provincia": "RM",
-    }
-    fields.update(overrides)
-    return ComunicaPecRequest(**fields)
+    return samples.comunica_request(**overrides)
 
 
 @pytest.fixture

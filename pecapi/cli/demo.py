@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from pecapi.client import PecClient
 from pecapi.errors import PecError
 from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import MailboxRegistration
-from pecapi.testing import DEFAULT_TOKEN, Emulator, make_pdf
+from pecapi.testing import DEFAULT_TOKEN, Emulator, make_pdf, samples
 
 from .connection import positive_int
 from .exits import ExitCode, error_line
@@ -41,24 +40,7 @@ DONE = "done"
 
 
 def registration(index: int) -> MailboxRegistration:
-    return MailboxRegistration(
-        casella_pec=f"demo.user{index:05d}@testcert.legalmail.it",
-        tipo_casella="BRONZE",
-        tipo_cliente="PV",
-        nome_richiedente="Mario",
-        cognome_richiedente=f"Rossi{index}",
-        email=f"user{index}@example.org",
-        telefono="0548798569",
-        codice_fiscale_richiedente="RSSMRA82D11H501X",
-        data_nascita_richiedente=dt.date(1982, 4, 11),
-        sesso_richiedente="M",
-        nazione_nascita_richiedente="IT",
-        indirizzo_titolare="via Verdi 20",
-        comune_titolare="Roma",
-        cap_titolare="00042",
-        nazione_titolare="IT",
-        provincia_titolare="RM",
-    )
+    return samples.registration(f"demo.user{index:05d}@testcert.legalmail.it")
 
 
 @attrs.frozen

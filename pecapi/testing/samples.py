@@ -5,16 +5,20 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from pecapi.models import ComunicaPecRequest, MailboxRegistration
+
 from .pdf import make_pdf
 from .state import P7M_OID
 
 __all__ = [
     "comunica_body",
+    "comunica_request",
     "mailbox_body",
     "multiutenza_body",
     "p7m_base64",
     "p7m_bytes",
     "pdf_base64",
+    "registration",
 ]
 
 
@@ -70,6 +74,22 @@ def comunica_body(casella_pec: str = "mypec@pec.com", **overrides: Any) -> dict[
     }
     body.update(overrides)
     return body
+
+
+def registration(
+    casella_pec: str = "yourpec@testcert.legalmail.it", **overrides: Any
+) -> MailboxRegistration:
+    """The client's model of :func:`mailbox_body`, without the callback (an emulator
+    would call it, and ``your_domain.it`` is nobody's test server)."""
+    body = mailbox_body(casella_pec)
+    del body["callback"]
+    body.update(overrides)
+    return MailboxRegistration(**body)
+
+
+def comunica_request(casella_pec: str = "mypec@pec.com", **overrides: Any) -> ComunicaPecRequest:
+    """The client's model of :func:`comunica_body`."""
+    return ComunicaPecRequest(**comunica_body(casella_pec, **overrides))
 
 
 def multiutenza_body(**overrides: Any) -> dict[str, Any]:
