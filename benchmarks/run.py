@@ -247,7 +247,7 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     found: dict[str, str] = {}
-    for dist in ("pecapi", "aiohttp", "httpx", "openapi-python-sdk", "cattrs", "tenacity"):
+    for dist in ("pecapi", "aiohttp", "httpx", "openapi-python-sdk", "cattrs"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -31,6 +31,7 @@ from pecapi.errors import (
     RateLimitError,
     ResponseDecodeError,
     ServerError,
+    TokenError,
     TransportError,
     UnexpectedStatusError,
     ValidationError,
@@ -60,6 +61,7 @@ from pecapi.models import (
 from pecapi.oauth import OAuthTokenProvider, all_pec_scopes, pec_scopes
 from pecapi.transport.auth import RenewableTokenProvider, StaticToken, TokenProvider
 from pecapi.transport.options import RequestOptions, Timeout
+from pecapi.transport.pending import PendingOutcome
 from pecapi.transport.retry import Attempt, RetryPolicy
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "PecConnectionError",
     "PecError",
     "PecTimeoutError",
+    "PendingOutcome",
     "PermissionDeniedError",
     "PreconditionRequiredError",
     "Qualifica",
@@ -116,6 +119,7 @@ __all__ = [
     "TipoCasella",
     "TipoCliente",
     "TipoDocumento",
+    "TokenError",
     "TokenProvider",
     "TransportError",
     "UnexpectedStatusError",

@@ -82,6 +82,10 @@ class Batch(AsyncClosing, Generic[I, R]):
         self.done = 0
         self.failed = 0
         self._pending: set[asyncio.Task[BatchResult[I, R]]] = set()
+        #: Inputs whose call was cancelled while in flight (leaving the batch early, an
+        #: error, a cancellation): a write among them may have reached the API, and its
+        #: outcome is in the client's ``pending_outcomes()``.
+        self.interrupted: list[I] = []
         self._iterator: AsyncGenerator[BatchResult[I, R], None] | None = None
 
     # -- iteration -----------------------------------------------------------------------
@@ -95,6 +99,9 @@ class Batch(AsyncClosing, Generic[I, R]):
     async def _one(self, index: int, item: I) -> BatchResult[I, R]:
         try:
             value = await self._fn(item)
+        except asyncio.CancelledError:
+            self.interrupted.append(item)
+            raise
         except Exception as exc:  # one failure must not stop the batch; cancellation does
             return BatchResult(index=index, input=item, error=exc)
         return BatchResult(index=index, input=item, value=value)

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 from yarl import URL
 
 from pecapi.batch import Batch, BatchProgress
 from pecapi.closing import AsyncClosing
-from pecapi.errors import ConfigurationError
+from pecapi.errors import ConfigurationError, ValidationError
 from pecapi.resources.comunica_pec import ComunicaPecRequests
 from pecapi.resources.domains import Domains
 from pecapi.resources.mailboxes import Mailboxes
 from pecapi.transport.auth import TokenProvider, resolve_token
 from pecapi.transport.endpoint import Endpoint
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
+from pecapi.transport.pending import PendingOutcome
 from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
-from pecapi.transport.retry import RetryPolicy
+from pecapi.transport.retry import NOT_APPLIED, RetryPolicy, settle
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.urls import check_base_url
 
@@ -26,6 +27,7 @@ __all__ = ["PRODUCTION_URL", "SANDBOX_URL", "PecClient"]
 
 I = TypeVar("I")  # noqa: E741 (the input type)
 R = TypeVar("R")
+T = TypeVar("T")
 
 PRODUCTION_URL = "https://pec.openapi.it"
 SANDBOX_URL = "https://test.pec.openapi.it"
@@ -106,6 +108,11 @@ class PecClient(AsyncClosing):
     def closed(self) -> bool:
         return self._pipeline.closed
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy calls of this client (or copy) use unless told otherwise."""
+        return self._defaults.retry or self._pipeline.defaults.retry or RetryPolicy()
+
     def with_options(
         self, *, timeout: Timeout | float | None = None, retry: RetryPolicy | None = None
     ) -> PecClient:
@@ -137,6 +144,35 @@ class PecClient(AsyncClosing):
         ``concurrency`` at a time, yielding each :class:`~pecapi.BatchResult` as it
         completes. Requests still pass the client's ``max_in_flight``/``rate_limit``."""
         return Batch(fn, inputs, concurrency=concurrency, total=total, on_progress=on_progress)
+
+    # -- outcomes not known yet ----------------------------------------------------------
+
+    def pending_outcomes(self) -> list[PendingOutcome[Any]]:
+        """Writes of this client (and its ``with_options`` copies) whose outcome is not
+        settled: those that raised :class:`~pecapi.OutcomeUnknownError`, and those whose
+        call was cancelled while the write was in flight or being settled."""
+        return self._pipeline.pending.items()
+
+    async def reconcile(self, pending: PendingOutcome[T]) -> T | None:
+        """Settle ``pending``: watch the account until its settle window has passed.
+
+        Returns the operation's result (e.g. the renewed :class:`~pecapi.Mailbox`) as soon
+        as the change shows, or None when a read made after the window still shows no
+        change: the write did not take effect and may be sent again. Raises
+        :class:`~pecapi.OutcomeUnknownError` when the account cannot be read (try again
+        later). Holds the target's lock, like the write itself did.
+        """
+        if not isinstance(pending, PendingOutcome):
+            raise ValidationError("pending", "must be a pecapi.PendingOutcome")
+        if pending.settled:
+            raise ValidationError("pending", "this outcome was settled already")
+        if pending.target is None:
+            result = await settle(pending, None)
+        else:
+            async with self._pipeline.locks.hold(pending.target):
+                result = await settle(pending, None)
+        pending.resolve()
+        return None if result is NOT_APPLIED else cast(T, result)
 
     # -- lifecycle -----------------------------------------------------------------------
 

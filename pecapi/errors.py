@@ -31,6 +31,7 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "TokenError",
     "TransportError",
     "UnexpectedStatusError",
     "ValidationError",
@@ -121,13 +122,37 @@ class PecTimeoutError(TransportError, TimeoutError):
 
 
 class OutcomeUnknownError(PecError):
-    """A write may or may not have taken effect, and reading the account to find out failed.
+    """A write may or may not have taken effect, and pecapi could not find out in time.
 
-    ``cause`` is the error of the write itself. Check the account before trying again.
+    ``cause`` is the error of the write itself (a timeout, a lost connection, a 5xx...).
+    ``pending`` (a :class:`~pecapi.PendingOutcome`, None when the write could not be
+    checked at all) lets you finish the check later: ``await client.reconcile(
+    exc.pending)`` returns the operation's result if it took effect, None if it did not.
+    Do not send the write again before that: it may still be charged.
     """
 
-    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+    def __init__(
+        self, message: str, *, cause: BaseException | None = None, pending: Any = None
+    ) -> None:
         self.cause = cause
+        self.pending = pending
+        self.message = message
+        super().__init__(message)
+
+
+class TokenError(PecError):
+    """No token could be had from the token provider, so nothing was sent to the PEC API.
+
+    ``cause`` is the provider's error (e.g. the token service's 503). ``retryable`` says
+    whether trying again may help (the service was unreachable or busy); pecapi's retry
+    policy then retries the call, writes included, since nothing reached the API.
+    """
+
+    request_sent = False
+
+    def __init__(self, message: str, *, cause: BaseException | None, retryable: bool) -> None:
+        self.cause = cause
+        self.retryable = retryable
         self.message = message
         super().__init__(message)
 

@@ -4,29 +4,50 @@ For each :class:`ProvisionRequest` the pipeline checks that the address is free,
 registers the mailbox and, when documents are given, activates it. Every outcome is
 appended to a JSON-lines journal as it arrives; running again with the same journal
 skips what is complete, resumes what is half done (a registered mailbox is activated,
-never registered again) and retries what failed. A crash between a registration and its
-journal line is covered too: the account's mailboxes are listed once at the start, and
-an address already registered there is taken over instead of registered twice.
+never registered again) and retries what failed.
+
+Before the first request the journal is opened for appending and read: a path that
+cannot be written raises :class:`~pecapi.errors.ConfigurationError` (naming the path)
+from the iteration, with nothing sent and nothing charged. A torn last line (a crash in
+the middle of a write) is ended with a newline first, so the next record starts on a
+line of its own; the torn record itself is ignored and its work redone.
+
+The account's mailboxes are listed once at the start, and for every request the
+journal has not completed the account wins over the journal:
+
+- an address the account lists is taken over, never registered again (this covers a
+  crash between a registration and its journal line, and a ``pending`` registration
+  whose outcome was unknown and did take effect);
+- a mailbox the journal left ``awaiting_activation`` (or ``pending``) that the account
+  shows as ``in_evasione`` or ``evasa`` is ``activated``: the activation was processed
+  although its answer was lost, and it is not sent again;
+- a mailbox id in the journal that the account does not list any more (revoked, or
+  never there) is not trusted: the address is checked and registered as if new (the
+  availability check comes first, so an address still taken is ``unavailable``, never
+  paid for twice).
+
+A request the journal completed is ``skipped`` without looking at the account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import json
 import os
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from pecapi.batch import Batch, BatchProgress
+from pecapi.batch import Batch, BatchProgress, BatchResult
 from pecapi.documents import DocumentKind, Documents, prepare_documents
-from pecapi.errors import PecError, ValidationError
+from pecapi.errors import ConfigurationError, OutcomeUnknownError, PecError, ValidationError
 from pecapi.models.enums import MailboxState
-from pecapi.models.mailbox import MailboxRegistration
+from pecapi.models.mailbox import Mailbox, MailboxRegistration
 
 if TYPE_CHECKING:
     from pecapi.client import PecClient
@@ -68,16 +89,28 @@ class InvalidRow:
 
 # status -> whether the request is complete (nothing left to do on a rerun)
 STATUSES: dict[str, bool] = {
-    "activated": True,  # registered and documents uploaded
-    "registered": True,  # registered, no documents asked for
+    # registered and documents uploaded; also a mailbox left awaiting_activation (or
+    # pending) by an earlier run that the account shows in_evasione/evasa: not resent
+    "activated": True,
+    # registered, no documents asked for (also a pending registration found on the account)
+    "registered": True,
     "existing": True,  # already on the account, nothing to do
     "skipped": True,  # complete in the journal of an earlier run
     "awaiting_activation": False,  # registered, but the activation failed: resumable
+    # the registration was sent but its outcome is unknown (OutcomeUnknownError, kept as
+    # the error): the next run takes the mailbox over if the account lists the address,
+    # and registers it again only if the account does not
+    "pending": False,
     "unavailable": False,  # the address is taken by someone else
     "failed": False,  # an error before the mailbox was registered
     "invalid": False,  # bad input, nothing sent
     "duplicate": False,  # the same address twice in the input
 }
+
+# account states that mean the activation documents were received
+_ACTIVATED = (MailboxState.IN_EVASIONE, MailboxState.EVASA)
+# journal statuses of a mailbox an earlier run registered, or may have registered
+_RESUMED = ("awaiting_activation", "pending")
 
 
 @attrs.frozen(kw_only=True)
@@ -111,7 +144,7 @@ class ProvisionOutcome:
             "mailbox_id": self.mailbox_id,
             "steps": list(self.steps),
             "error": error,
-            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
         }
 
 
@@ -125,14 +158,15 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.path = Path(path)
         self._fsync = fsync
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """The latest record per key (a torn last line, from a crash, is ignored)."""
+        """The latest record per key (a torn line, from a crash, is ignored)."""
         records: dict[str, dict[str, Any]] = {}
         if not self.path.exists():
             return records
-        with self.path.open(encoding="utf-8") as fh:
+        # errors="replace": a line torn inside a multi-byte character is just not JSON
+        with self.path.open(encoding="utf-8", errors="replace") as fh:
             for text in fh:
                 try:
                     record = json.loads(text)
@@ -142,19 +176,51 @@ class Journal:
                     records[record["key"]] = record
         return records
 
-    def append(self, outcome: ProvisionOutcome) -> None:
-        if self._file is None:
+    def open(self) -> None:
+        """Open the journal for appending (once; ``append`` does it when needed).
+
+        A path that cannot be written (a directory, a parent that is a file, no
+        permission...) raises :class:`ConfigurationError` naming it. A torn last line,
+        one without its newline, is ended first so that the next record is not glued
+        to it.
+        """
+        if self._file is not None:
+            return
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps(outcome.record(), ensure_ascii=False) + "\n")
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
+            fh = self.path.open("a+b")
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        try:
+            if fh.seek(0, os.SEEK_END) > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    self._write(fh, b"\n")
+        except OSError as exc:
+            fh.close()
+            raise self._unwritable(exc) from exc
+        self._file = fh
+
+    def append(self, outcome: ProvisionOutcome) -> None:
+        self.open()
+        assert self._file is not None
+        line = json.dumps(outcome.record(), ensure_ascii=False) + "\n"
+        self._write(self._file, line.encode("utf-8"))
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def _write(self, fh: IO[bytes], data: bytes) -> None:
+        fh.write(data)  # in append mode: always at the end, whatever was read before
+        fh.flush()
+        if self._fsync:
+            os.fsync(fh.fileno())
+
+    def _unwritable(self, exc: OSError) -> ConfigurationError:
+        reason = exc.strerror or str(exc)
+        return ConfigurationError(f"cannot write the journal {str(self.path)!r}: {reason}")
 
 
 class _Run:
@@ -166,24 +232,102 @@ class _Run:
         self.previous: dict[str, dict[str, Any]] = {}
         self.existing: dict[str, tuple[str, MailboxState | None]] = {}
         self.seen: set[str] = set()
+        self._opened = False
         self._ready: asyncio.Task[None] | None = None
 
-    async def _load(self) -> None:
+    def open(self) -> None:
+        """Open the journal (so a path that cannot be written fails now) and read it.
+
+        Called when the batch starts, before any request; again (a no-op) by ``_load``.
+        """
+        if self._opened:
+            return
         if self.journal is not None:
-            self.previous = self.journal.load()
+            self.journal.open()
+            try:
+                self.previous = self.journal.load()
+            except OSError as exc:
+                self.journal.close()
+                reason = exc.strerror or str(exc)
+                path = str(self.journal.path)
+                raise ConfigurationError(f"cannot read the journal {path!r}: {reason}") from exc
+        self._opened = True
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
+    async def _load(self) -> None:
+        self.open()  # before the listing: nothing is sent unless the journal is writable
+        await self._settle_earlier_pending()
         self.existing = {
             item.casella_pec.strip().lower(): (item.id, item.stato)
             for item in await self.client.mailboxes.list()
             if item.casella_pec and item.id and item.stato is not MailboxState.REVOCATA
         }
 
+    async def _settle_earlier_pending(self) -> None:
+        """A registration an earlier run left ``pending`` may still be committed by the
+        API until its settle window has passed: list the account only after that."""
+        window = self.client.retry_policy.settle
+        now = dt.datetime.now(dt.timezone.utc)
+        wait = 0.0
+        for record in self.previous.values():
+            if record.get("status") != "pending":
+                continue
+            try:
+                at = dt.datetime.fromisoformat(str(record.get("at")))
+            except ValueError:
+                at = now  # unreadable: assume it just happened
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=dt.timezone.utc)
+            wait = max(wait, min(window, window - (now - at).total_seconds()))
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _register(
+        self, item: ProvisionRequest, steps: list[str]
+    ) -> Mailbox | ProvisionOutcome:
+        """Register, settling an unknown outcome before anything else: the registered
+        mailbox, or the outcome to record."""
+        try:
+            return await self.client.mailboxes.register(item.registration)
+        except asyncio.CancelledError:
+            # Cancelled in flight: the API may still register it. The journal says so,
+            # and the next run settles it before registering anything.
+            self._record(self._outcome(item, "pending", [*steps, "register: cancelled"]))
+            raise
+        except OutcomeUnknownError as exc:
+            steps.append("register: outcome unknown")
+            if exc.pending is None:
+                return self._outcome(item, "pending", steps, error=exc)
+            # Recorded first, so that a crash while settling leaves the truth behind.
+            self._record(self._outcome(item, "pending", steps, error=exc))
+            try:
+                box: Mailbox | None = await self.client.reconcile(exc.pending)
+            except asyncio.CancelledError:
+                raise
+            except PecError as again:
+                return self._outcome(item, "pending", steps, error=again)
+            if box is None:
+                steps.append("settled: not registered")
+                return self._outcome(item, "failed", steps, error=exc)
+            steps.append("settled: registered")
+            return box
+        except PecError as exc:
+            steps.append(f"register: {type(exc).__name__}")
+            return self._outcome(item, "failed", steps, error=exc)
+
+    def _record(self, outcome: ProvisionOutcome) -> None:
+        if self.journal is not None and outcome.status != "skipped":
+            self.journal.append(outcome)
+
     async def __call__(self, item: ProvisionRequest | InvalidRow) -> ProvisionOutcome:
         if self._ready is None:  # once, before the first request, shared by all workers
             self._ready = asyncio.ensure_future(self._load())
         await asyncio.shield(self._ready)
         outcome = await self._provision(item)
-        if self.journal is not None and outcome.status != "skipped":
-            self.journal.append(outcome)
+        self._record(outcome)
         return outcome
 
     async def _provision(self, item: ProvisionRequest | InvalidRow) -> ProvisionOutcome:
@@ -196,70 +340,107 @@ class _Run:
             error = ValidationError("casella_pec", f"{key} appears more than once in the input")
             return ProvisionOutcome(key=key, status="duplicate", line=line, error=error)
         self.seen.add(key)
-        before = self.previous.get(key)
-        if before is not None and before.get("complete"):
+        before = self.previous.get(key) or {}
+        if before.get("complete"):
             return ProvisionOutcome(
                 key=key, status="skipped", line=line, mailbox_id=before.get("mailbox_id")
             )
+        # The account wins over the journal: what the journal says of an incomplete
+        # request may be stale (an answer lost after the API processed the request).
+        resumed = before.get("status") in _RESUMED
         steps: list[str] = []
-        mailbox_id = before.get("mailbox_id") if before else None
-        state: MailboxState | None = MailboxState.REGISTRATA if mailbox_id else None
-        if mailbox_id is None and key in self.existing:
+        mailbox_id: str | None = None
+        state: MailboxState | None = None
+        if key in self.existing:
             mailbox_id, state = self.existing[key]
-            steps.append("found on the account")
-        try:
-            if mailbox_id is None:
-                if not await self.client.mailboxes.is_available(item.registration.casella_pec):
-                    steps.append("check: taken")
-                    return ProvisionOutcome(
-                        key=key, status="unavailable", line=line, steps=tuple(steps)
-                    )
-                steps.append("check: available")
-                box = await self.client.mailboxes.register(item.registration)
-                mailbox_id, state = box.id, box.stato
-                steps.append("register: ok")
-        except PecError as exc:
-            return ProvisionOutcome(
-                key=key, status="failed", line=line, steps=tuple(steps), error=exc
-            )
+            steps.append(f"found on the account: {state}" if state else "found on the account")
+        elif before.get("mailbox_id"):
+            steps.append(f"journal: mailbox {before['mailbox_id']} not on the account")
+        if mailbox_id is None:
+            try:
+                available = await self.client.mailboxes.is_available(item.registration.casella_pec)
+            except PecError as exc:
+                steps.append(f"check: {type(exc).__name__}")
+                return self._outcome(item, "failed", steps, error=exc)
+            if not available:
+                steps.append("check: taken")
+                return self._outcome(item, "unavailable", steps)
+            steps.append("check: available")
+            registered = await self._register(item, steps)
+            if isinstance(registered, ProvisionOutcome):
+                return registered
+            mailbox_id, state = registered.id, registered.stato
+            steps.append("register: ok")
+            resumed = False
         assert mailbox_id is not None
         waiting = state in (MailboxState.REGISTRATA, MailboxState.DOCUMENTI_ERRATI)
         if item.documents is None or not waiting:
-            status = "registered" if "register: ok" in steps else "existing"
-            return ProvisionOutcome(
-                key=key, status=status, line=line, mailbox_id=mailbox_id, steps=tuple(steps)
-            )
+            if "register: ok" in steps:
+                status = "registered"
+            elif resumed and state in _ACTIVATED:
+                status = "activated"  # the earlier run's activation (or someone's) went through
+            elif resumed and state is MailboxState.REGISTRATA:
+                status = "registered"  # a pending registration that took effect
+            else:
+                status = "existing"
+            return self._outcome(item, status, steps, mailbox_id=mailbox_id)
         try:
             await self.client.mailboxes.activate(mailbox_id, item.documents)
         except PecError as exc:
             steps.append(f"activate: {type(exc).__name__}")
-            return ProvisionOutcome(
-                key=key,
-                status="awaiting_activation",
-                line=line,
-                mailbox_id=mailbox_id,
-                steps=tuple(steps),
-                error=exc,
+            return self._outcome(
+                item, "awaiting_activation", steps, mailbox_id=mailbox_id, error=exc
             )
         steps.append("activate: ok")
+        return self._outcome(item, "activated", steps, mailbox_id=mailbox_id)
+
+    @staticmethod
+    def _outcome(
+        item: ProvisionRequest,
+        status: str,
+        steps: list[str],
+        *,
+        mailbox_id: str | None = None,
+        error: Exception | None = None,
+    ) -> ProvisionOutcome:
         return ProvisionOutcome(
-            key=key, status="activated", line=line, mailbox_id=mailbox_id, steps=tuple(steps)
+            key=item.key,
+            status=status,
+            line=item.line,
+            mailbox_id=mailbox_id,
+            steps=tuple(steps),
+            error=error,
         )
 
 
 class Provisioning(Batch[ProvisionRequest | InvalidRow, ProvisionOutcome]):
-    """A provisioning batch: iterate it for each outcome; closing it closes the journal."""
+    """A provisioning batch: iterate it for each outcome; closing it closes the journal.
 
-    def __init__(self, journal: Journal | None, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._journal = journal
+    The journal is opened when the iteration starts: a path that cannot be written
+    raises :class:`ConfigurationError` from the ``async for``, before any request. It is
+    closed when the iteration ends, and by ``aclose()``.
+    """
+
+    def __init__(self, run: _Run, *args: Any, **kwargs: Any) -> None:
+        super().__init__(run, *args, **kwargs)
+        self._state = run
+
+    async def _run(
+        self,
+    ) -> AsyncGenerator[BatchResult[ProvisionRequest | InvalidRow, ProvisionOutcome], None]:
+        try:
+            self._state.open()
+            async with contextlib.aclosing(super()._run()) as results:
+                async for result in results:
+                    yield result
+        finally:
+            self._state.close()
 
     async def aclose(self) -> None:
         try:
             await super().aclose()
         finally:
-            if self._journal is not None:
-                self._journal.close()
+            self._state.close()
 
 
 def provision(
@@ -279,13 +460,14 @@ def provision(
             async for result in run:
                 print(result.value.status if result.value else result.error)
 
-    Reads the journal (when given) and the account's mailboxes (one ``GET /pec``)
-    before the first request.
+    When the iteration starts, opens the journal (a path that cannot be written raises
+    :class:`~pecapi.errors.ConfigurationError`, nothing sent) and reads it; then lists
+    the account's mailboxes (one ``GET /pec``) before the first request.
     """
     book = Journal(journal, fsync=fsync) if journal is not None else None
     run = _Run(client, book)
     return Provisioning(
-        book, run, requests, concurrency=concurrency, total=total, on_progress=on_progress
+        run, requests, concurrency=concurrency, total=total, on_progress=on_progress
     )
 
 

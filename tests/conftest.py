@@ -29,12 +29,22 @@ def spec() -> dict[str, Any]:
     return data
 
 
+async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail (never hang) after ``seconds``."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still not true after {seconds}s")
+
+
 async def no_sleep(seconds: float) -> None:
     """Retry waits in tests: yield to the loop, never sleep real seconds."""
     await asyncio.sleep(0)
 
 
-FAST_RETRY = RetryPolicy(max_attempts=4, sleep=no_sleep)
+# settle=0: the emulator commits before it answers unless a test asks for late faults.
+FAST_RETRY = RetryPolicy(max_attempts=4, sleep=no_sleep, settle=0)
 
 
 @pytest.fixture

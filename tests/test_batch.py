@@ -121,7 +121,7 @@ async def test_cancelling_a_batch_leaves_nothing_running(
 async def test_register_many_under_faults_registers_each_once() -> None:
     emulator = Emulator(credit=Decimal("1000000"), seed=3)
     emulator.faults.rate(0.3, FAULTS, seed=9)
-    policy = RetryPolicy(max_attempts=15, deadline=None, sleep=no_sleep)
+    policy = RetryPolicy(max_attempts=15, deadline=None, sleep=no_sleep, settle=0)
     registrations = (make_registration(_address(i)) for i in range(5000))
     async with (
         emulator.serve() as server,

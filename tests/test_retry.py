@@ -84,7 +84,9 @@ async def _active(client: PecClient, emulator: Emulator, name: str = "mario") ->
 )
 async def test_reads_are_retried(client: PecClient, emulator: Emulator, fault: Fault) -> None:
     attempts: list[Attempt] = []
-    retrying = client.with_options(retry=RetryPolicy(sleep=no_sleep, on_attempt=attempts.append))
+    retrying = client.with_options(
+        retry=RetryPolicy(sleep=no_sleep, settle=0, on_attempt=attempts.append)
+    )
     emulator.faults.next(2, fault, method="GET", path="/pec")
     assert await retrying.mailboxes.list() == []
     assert emulator.count("GET", "/pec") == 3
@@ -208,7 +210,7 @@ async def test_cancellation_stops_retrying(client: PecClient, emulator: Emulator
 
 async def test_connection_refused_is_retried_then_typed() -> None:
     attempts: list[Attempt] = []
-    policy = RetryPolicy(max_attempts=3, sleep=no_sleep, on_attempt=attempts.append)
+    policy = RetryPolicy(max_attempts=3, sleep=no_sleep, settle=0, on_attempt=attempts.append)
     async with PecClient("t", base_url="http://127.0.0.1:9", retry=policy) as client:
         with pytest.raises(PecConnectionError) as info:
             await client.mailboxes.list()
@@ -304,8 +306,10 @@ async def test_without_reconciliation_an_unknown_write_raises(
     box_id = await _active(client, emulator)
     emulator.faults.once(Fault.drop_after(), path="/pec/*/rinnovo")
     no_reconcile = client.with_options(retry=RetryPolicy(sleep=no_sleep, reconcile=False))
-    with pytest.raises(PecConnectionError):
+    with pytest.raises(OutcomeUnknownError) as info:
         await no_reconcile.mailboxes.renew(box_id)
+    assert isinstance(info.value.cause, PecConnectionError)
+    assert info.value.pending is not None and info.value.pending.reconciler is None
     assert emulator.count("GET", "/pec/*/rinnovo") == 1
     assert len(emulator.charges(operation="renewal")) == 1
 
@@ -320,7 +324,7 @@ async def test_unverifiable_outcome_is_its_own_error(client: PecClient, emulator
         if attempt.operation == "mailboxes.renew" and attempt.reconcile:
             emulator.faults.next(100, Fault.status(503), method="GET")
 
-    policy = RetryPolicy(sleep=no_sleep, max_attempts=3, on_attempt=break_reads)
+    policy = RetryPolicy(sleep=no_sleep, settle=0, max_attempts=3, on_attempt=break_reads)
     with pytest.raises(OutcomeUnknownError) as info:
         await client.with_options(retry=policy).mailboxes.renew(box_id)
     assert "outcome" in str(info.value)
@@ -350,7 +354,7 @@ async def test_batch_under_faults_charges_exactly_once() -> None:
         Fault.latency(0.001),
     ]
     emulator.faults.rate(0.35, kinds, seed=5)
-    policy = RetryPolicy(max_attempts=15, deadline=None, sleep=no_sleep)
+    policy = RetryPolicy(max_attempts=15, deadline=None, sleep=no_sleep, settle=0)
     async with (
         emulator.serve() as server,
         PecClient(DEFAULT_TOKEN, sandbox=True, base_url=server.url, retry=policy) as client,

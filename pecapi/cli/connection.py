@@ -120,9 +120,13 @@ def client_from_args(args: argparse.Namespace) -> PecClient:
 
 def _report_retry(attempt: Attempt) -> None:
     error = " ".join(str(attempt.error).split())
+    doing = (
+        f"settling {attempt.operation} (watching the account for up to {attempt.wait:.0f}s)"
+        if attempt.reconcile
+        else f"retrying {attempt.operation}"
+    )
     print(
-        f"pecapi: retrying {attempt.operation} after attempt {attempt.attempt} "
-        f"({attempt.reason}): {error}",
+        f"pecapi: {doing} after attempt {attempt.attempt} ({attempt.reason}): {error}",
         file=sys.stderr,
         flush=True,
     )

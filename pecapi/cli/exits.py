@@ -10,6 +10,7 @@ from pecapi.errors import (
     PecApiError,
     PecError,
     ResponseDecodeError,
+    TokenError,
     TransportError,
     ValidationError,
 )
@@ -26,13 +27,18 @@ class ExitCode(enum.IntEnum):
     API_ERROR = 3  # the API answered with an error (HTTP status and API code on stderr)
     TRANSPORT_ERROR = 4  # no usable answer (refused, lost, timeout, garbage) or outcome unknown
     INVALID_INPUT = 5  # a value the API would refuse, found before sending: nothing was sent
-    CONFIGURATION = 6  # no token, unreadable --token-file, refused --base-url: nothing sent
+    CONFIGURATION = 6  # no token (or the token service refused the credentials), unreadable
+    # --token-file, refused --base-url: nothing sent
     INTERRUPTED = 130  # Ctrl-C
 
 
 def exit_code_for(exc: PecError) -> ExitCode:
     if isinstance(exc, PecApiError):
         return ExitCode.API_ERROR
+    if isinstance(exc, TokenError):
+        cause = exc.cause
+        refused = isinstance(cause, PecApiError) and cause.status in (401, 403)
+        return ExitCode.CONFIGURATION if refused else ExitCode.TRANSPORT_ERROR
     if isinstance(exc, (TransportError, ResponseDecodeError, OutcomeUnknownError)):
         return ExitCode.TRANSPORT_ERROR
     if isinstance(exc, ValidationError):
@@ -59,7 +65,9 @@ def error_line(exc: PecError) -> str:
         else:
             text += " - nothing was sent"
     elif isinstance(exc, OutcomeUnknownError):
-        text = f"outcome unknown: {exc} - check the account before trying again"
+        text = f"outcome unknown: {exc}"
+    elif isinstance(exc, TokenError):
+        text = f"token service error: {exc}"
     elif isinstance(exc, ResponseDecodeError):
         text = f"unreadable answer: {exc} - the request may have been processed"
     elif isinstance(exc, ValidationError):

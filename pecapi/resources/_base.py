@@ -41,11 +41,12 @@ class Resource:
         body: BodyFactory = _no_body,
         options: RequestOptions | None = None,
         reconciler: Reconciler[T] | None = None,
+        target: str | None = None,
     ) -> T:
         exchange = self._client._exchange(
             endpoint, params=params, query=query, body=body, options=options
         )
-        return cast(T, await self._client._pipeline.call(exchange, reconciler))
+        return cast(T, await self._client._pipeline.call(exchange, reconciler, target=target))
 
 
 def object_of(cls: type[T]) -> Any:

@@ -95,6 +95,7 @@ class ComunicaPecRequests(Resource):
             body=json_body(unstructure(request)),
             options=options,
             reconciler=NewItem(ids_for_address, fetch),
+            target=f"comunica_pec/new/{address}",
         )
 
     async def get(self, id: str, *, options: RequestOptions | None = None) -> ComunicaPec:

@@ -189,7 +189,11 @@ class Mailboxes(Resource):
             return None
 
         return await self._call(
-            REGISTER, body=body, options=options, reconciler=ReadBack(find, _always)
+            REGISTER,
+            body=body,
+            options=options,
+            reconciler=ReadBack(find, _always),
+            target=f"register/{address}",
         )
 
     def register_many(

@@ -75,18 +75,46 @@ class FreshListing(Generic[T]):
     A reconciliation needs a listing taken after its own write failed; a listing that
     started at or after that moment answers every such request, so a batch with many
     dropped registrations lists the account a few times, not once per registration.
+    The listing runs as its own task, shielded from any one waiter's cancellation, and
+    is cancelled when its last waiter is: nothing is left running behind a cancelled
+    batch.
     """
 
     def __init__(self, fetch: Callable[[], Awaitable[T]]) -> None:
         self._fetch = fetch
-        self._current: tuple[float, asyncio.Future[T]] | None = None
+        self._current: _Listing[T] | None = None
 
     async def newer_than(self, moment: float) -> T:
         current = self._current
-        if current is None or current[0] < moment or _failed(current[1]):
-            current = (time.monotonic(), asyncio.ensure_future(self._fetch()))
+        if current is None or current.started < moment or _failed(current.task):
+            current = _Listing(asyncio.ensure_future(self._fetch()))
             self._current = current
-        return await asyncio.shield(current[1])
+        current.waiters += 1
+        try:
+            return await asyncio.shield(current.task)
+        except asyncio.CancelledError:
+            if current.waiters == 1:
+                current.task.cancel()
+            raise
+        finally:
+            current.waiters -= 1
+
+
+class _Listing(Generic[T]):
+    __slots__ = ("started", "task", "waiters")
+
+    def __init__(self, task: asyncio.Future[T]) -> None:
+        self.started = time.monotonic()
+        self.task = task
+        self.waiters = 0
+        # Its error reaches the waiters through the shield; a listing whose waiters were
+        # all cancelled must not log "exception was never retrieved".
+        task.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _failed(future: asyncio.Future[Any]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .callbacks import CallbackDeliverer, Delivery
 from .errors import DOCUMENTED_CODES, INVENTED_CODES, ErrorCode
 from .faults import Fault, FaultPlan
+from .late import LateCommits
 from .ledger import DEFAULT_REGISTER_PRICES, Charge, PriceList, RequestRecord
 from .oauth import IssuedToken, OAuthEmulator, RunningOAuth
 from .pdf import make_pdf
@@ -32,6 +33,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "IssuedToken",
+    "LateCommits",
     "OAuthEmulator",
     "PriceList",
     "RequestRecord",

@@ -1,5 +1,6 @@
 """The HTTP layer of the emulator: routing, authentication and scopes, the JSON envelope,
-and the injection of the faults of the plan (at the TCP level for the dropped connections).
+and the injection of the faults of the plan (at the TCP level for the dropped connections;
+late commits run as background tasks of the emulator, see :mod:`pecapi.testing.late`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 from . import errors as E
 from .errors import ApiError, PlainError
 from .faults import Fault
+from .late import Incoming, read_request
 from .ledger import RequestRecord
 
 if TYPE_CHECKING:
@@ -244,6 +246,9 @@ async def _truncated(request: web.Request, reply: Reply, fault: Fault) -> web.St
     return resp
 
 
+_GATEWAY_TIMEOUT = Fault.status(504, body="html")
+
+
 # --- the dispatcher ----------------------------------------------------------------------------
 
 
@@ -253,12 +258,16 @@ class _Dispatcher:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         emu = self.emu
+        received = asyncio.get_running_loop().time()
         method = request.method
         # The raw (still percent-encoded) path: an id containing "%2F" stays one segment,
         # as it does on the wire; fault globs and the request log see it the same way.
         path = request.rel_url.raw_path
         record = RequestRecord(method, path, None, None)
         emu.requests.append(record)
+        # Read it all before any delay: processing never depends on the client still being
+        # connected (a client may give up during a latency fault, or long before a late commit).
+        incoming = await read_request(request, method, path)
         if emu.latency > 0:
             await asyncio.sleep(emu.latency)
         fault = emu.faults.pick(method, path)
@@ -276,8 +285,10 @@ class _Dispatcher:
                 record.status = fault.code
                 canned = {"Content-Type": fault.content_type} if fault.content_type else {}
                 return web.Response(status=fault.code, body=fault.payload, headers=canned)
+            elif fault.kind == "late":
+                return await self._late(request, incoming, record, fault, received)
 
-        reply = await self.process(request, method, path)
+        reply = self.process(incoming)
         record.status = reply[0]
         if fault is None:
             status, body, headers = reply
@@ -298,10 +309,39 @@ class _Dispatcher:
         record.status = 200
         return web.Response(status=200, body=broken, headers=JSON_HEADERS)
 
-    async def process(self, request: web.Request, method: str, path: str) -> Reply:
+    async def _late(
+        self,
+        request: web.Request,
+        incoming: Incoming,
+        record: RequestRecord,
+        fault: Fault,
+        received: float,
+    ) -> web.StreamResponse:
+        """Answer now without processing; process and commit ``fault.delay`` seconds after
+        the request was received, whatever the client does meanwhile."""
+
+        def commit() -> None:
+            try:
+                reply = self.process(incoming)
+            except Exception:
+                record.status = 500
+                raise
+            record.status = reply[0]
+
+        task = self.emu.late_commits.schedule(received + fault.delay, commit)
+        if fault.reply == "504":
+            record.status = 504
+            return _status_response(_GATEWAY_TIMEOUT)
+        if fault.reply == "hang":
+            await asyncio.wait([task])  # (cancelling this handler does not cancel the task)
+        return _drop(request)
+
+    def process(self, incoming: Incoming) -> Reply:
+        """Authenticate, route and run a request read in full; synchronous, so a commit is
+        never interleaved with another request."""
         emu = self.emu
-        auth = request.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
+        method, path = incoming.method, incoming.path
+        scheme, _, token = incoming.authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return _fail(E.AUTH_MISSING.error(), _UNAUTHORIZED)
@@ -328,11 +368,10 @@ class _Dispatcher:
 
         handler, reads_body = entry
         body: dict[str, Any] = {}
-        if reads_body and request.body_exists:
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
+        if reads_body:
+            if incoming.too_large:
                 return _fail(E.TOO_LARGE.error())
+            raw = incoming.body
             if raw.strip():
                 try:
                     parsed = json.loads(raw)
@@ -342,7 +381,7 @@ class _Dispatcher:
                     return _fail(E.BAD_JSON.error())
                 body = parsed
         try:
-            return handler(emu, segs, request.query, body)
+            return handler(emu, segs, incoming.query, body)
         except ApiError as err:
             return _fail(err)
         except PlainError as err:
@@ -357,9 +396,13 @@ def build_app(emu: Emulator) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", _Dispatcher(emu).handle)
 
+    async def cancel_late_commits(_: web.Application) -> None:
+        await emu.late_commits.aclose()  # before waiting for handlers: "hang" ones end now
+
     async def close_deliveries(_: web.Application) -> None:
         await emu.aclose()
 
+    app.on_shutdown.append(cancel_late_commits)
     app.on_cleanup.append(close_deliveries)
     return app
 

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-__all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPlan", "FaultRule"]
+__all__ = [
+    "FAULT_KINDS",
+    "LATE_REPLIES",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
+    "FaultRule",
+    "LateReply",
+]
 
 FaultKind = Literal[
     "latency",
@@ -21,6 +29,7 @@ FaultKind = Literal[
     "truncated_body",
     "malformed_json",
     "answer",
+    "late",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "latency",
@@ -31,8 +40,11 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "truncated_body",
     "malformed_json",
     "answer",
+    "late",
 )
 BodyKind = Literal["json", "html", "empty"]
+LateReply = Literal["504", "drop", "hang"]
+LATE_REPLIES: tuple[LateReply, ...] = ("504", "drop", "hang")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +63,12 @@ class Fault:
       that fraction of the body and close the connection;
     - ``malformed_json()``: process, answer 200 ``application/json`` with a broken JSON body;
     - ``answer(status, body, content_type)``: do not process, answer exactly this (e.g. an
-      error example of the specification, or a response shape to test a client against).
+      error example of the specification, or a response shape to test a client against);
+    - ``late(after, reply="504"|"drop"|"hang")``: read the request, answer at once without
+      processing (``"504"``: a gateway 504 with an nginx HTML page; ``"drop"``: close the
+      connection; ``"hang"``: no answer, the connection is held open until the commit, then
+      closed), and process and commit it ``after`` seconds after it was received, as a normal
+      request, whatever the client did meanwhile (``after`` is kept in ``delay``).
     """
 
     kind: FaultKind
@@ -64,6 +81,7 @@ class Fault:
     fraction: float = 0.5
     payload: bytes = b""
     content_type: str = ""
+    reply: LateReply = "504"
 
     @classmethod
     def latency(cls, seconds: float | tuple[float, float]) -> Fault:
@@ -128,6 +146,14 @@ class Fault:
         else:
             payload = json.dumps(body).encode()
         return cls("answer", code=status, payload=payload, content_type=content_type)
+
+    @classmethod
+    def late(cls, after: float, reply: LateReply = "504") -> Fault:
+        if after < 0:
+            raise ValueError("late needs after >= 0")
+        if reply not in LATE_REPLIES:
+            raise ValueError("reply must be '504', 'drop' or 'hang'")
+        return cls("late", delay=float(after), reply=reply)
 
 
 @dataclass(slots=True)

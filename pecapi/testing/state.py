@@ -27,6 +27,7 @@ from . import errors as E
 from .callbacks import CallbackDeliverer, Delivery
 from .errors import ApiError, ErrorCode, PlainError
 from .faults import FaultPlan
+from .late import LateCommits
 from .ledger import Charge, PriceList, RequestRecord
 from .pdf import make_pdf
 
@@ -357,6 +358,8 @@ class Emulator:
         self.seed = seed
         self.owner = owner
         self.faults = FaultPlan(seed)
+        #: the requests of ``Fault.late`` faults waiting to be processed (see README)
+        self.late_commits = LateCommits()
         self.ledger: list[Charge] = []
         self.requests: list[RequestRecord] = []
         #: the decoded files uploaded, by the name the API gives them
@@ -427,11 +430,24 @@ class Emulator:
         return self.callbacks.deliveries
 
     async def aclose(self) -> None:
-        """Cancel the callbacks still being delivered and close their HTTP session.
+        """Cancel the late commits still waiting (those requests are never processed), then
+        the callbacks still being delivered, and close their HTTP session.
 
         Called when :meth:`serve` ends or the :meth:`app` is cleaned up.
         """
+        await self.late_commits.aclose()
         await self.callbacks.aclose()
+
+    # --- late commits (Fault.late) ----------------------------------------------------------
+
+    @property
+    def late_pending(self) -> int:
+        """Late commits not made yet."""
+        return self.late_commits.pending
+
+    async def drain_late(self) -> None:
+        """Wait until every late commit scheduled so far has been made."""
+        await self.late_commits.drain()
 
     def _changed(self, kind: str, record: Json) -> None:
         callback = record.get("callback")

@@ -26,19 +26,22 @@ from pecapi import __version__
 from pecapi.errors import (
     AuthenticationError,
     ClientClosedError,
+    ConfigurationError,
     PecApiError,
     PecConnectionError,
     PecTimeoutError,
     RateLimitError,
     ResponseDecodeError,
+    TokenError,
     TransportError,
     api_error_class,
     safe_url,
 )
 from pecapi.transport.auth import TokenProvider
-from pecapi.transport.endpoint import Endpoint, Reply, build_url
+from pecapi.transport.endpoint import Effect, Endpoint, Reply, build_url
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
-from pecapi.transport.retry import Reconciler, RetryPolicy, run_with_policy
+from pecapi.transport.pending import PendingBook, TargetLocks
+from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
 from pecapi.transport.throttle import Throttle
 
 __all__ = ["Exchange", "Pipeline", "RawResponse"]
@@ -127,6 +130,9 @@ class Pipeline:
         self.defaults = defaults or RequestOptions(timeout=DEFAULT_TIMEOUT)
         # State the resources share across every copy of a client (with_options).
         self.shared: dict[str, Any] = {}
+        # Writes whose outcome is not settled yet, and one paid write per target at once.
+        self.pending = PendingBook()
+        self.locks = TargetLocks()
         if session is not None:
             _disable_silent_resend(session)
 
@@ -180,10 +186,16 @@ class Pipeline:
 
     # -- running -------------------------------------------------------------------------
 
-    async def call(self, exchange: Exchange, reconciler: Reconciler[Any] | None = None) -> Any:
+    async def call(
+        self,
+        exchange: Exchange,
+        reconciler: Reconciler[Any] | None = None,
+        *,
+        target: str | None = None,
+    ) -> Any:
         """Send ``exchange`` and decode its JSON envelope with the endpoint's ``decode``."""
         return await self.send(
-            exchange, _read_all, lambda raw: decode_reply(exchange, raw), reconciler
+            exchange, _read_all, lambda raw: decode_reply(exchange, raw), reconciler, target=target
         )
 
     async def send(
@@ -192,14 +204,20 @@ class Pipeline:
         read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
         finish: Callable[[R], T],
         reconciler: Reconciler[T] | None = None,
+        *,
+        target: str | None = None,
     ) -> T:
         """Run ``exchange`` under its retry policy: each attempt sends, ``read``s the
-        response and ``finish``es it into the result (raising the typed API errors)."""
+        response and ``finish``es it into the result (raising the typed API errors).
+
+        A write holds its ``target``'s lock (by default the endpoint's object, e.g.
+        ``pec/<id>``) for the whole call, settling included.
+        """
         endpoint = exchange.endpoint
         policy = exchange.options.retry or DEFAULT_RETRY
 
         async def once(time_left: float | None) -> T:
-            token = await self._token.get_token()
+            token = await self._get_token()
             try:
                 return finish(await self.attempt(exchange, read, token, time_left))
             except AuthenticationError:
@@ -209,12 +227,38 @@ class Pipeline:
                 if rejected is None:
                     raise
                 await rejected(token)
-                fresh = await self._token.get_token()
+                fresh = await self._get_token()
                 if fresh == token:
                     raise
                 return finish(await self.attempt(exchange, read, fresh, time_left))
 
-        return await run_with_policy(endpoint.name, endpoint.effect, policy, once, reconciler)
+        if endpoint.effect is Effect.READ:
+            return await run_with_policy(Call(endpoint.name, Effect.READ), policy, once)
+        target = target or _default_target(exchange)
+        call = Call(endpoint.name, endpoint.effect, reconciler=reconciler, book=self.pending)
+        if target is None:
+            return await run_with_policy(call, policy, once)
+        call.target = target
+        async with self.locks.hold(target):
+            return await run_with_policy(call, policy, once)
+
+    async def _get_token(self) -> str:
+        """The token, as its own step before an attempt: a failure here is a
+        :class:`TokenError`, which says that nothing was sent to the PEC API."""
+        try:
+            return await self._token.get_token()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            retryable = isinstance(exc, TransportError) or (
+                isinstance(exc, PecApiError) and exc.status in (429, 500, 502, 503, 504)
+            )
+            raise TokenError(
+                f"no token from the token provider ({type(exc).__name__}: {exc}); "
+                "nothing was sent to the PEC API",
+                cause=exc,
+                retryable=retryable,
+            ) from exc
 
     async def attempt(
         self,
@@ -246,6 +290,10 @@ class Pipeline:
                     headers=headers,
                     timeout=_client_timeout(timeout),
                     allow_redirects=False,
+                    # A session passed in by the user may say otherwise: pecapi's error
+                    # types and resend rules do not depend on its settings.
+                    raise_for_status=False,
+                    auto_decompress=True,
                 ) as response,
             ):
                 result = await read(response)
@@ -302,12 +350,25 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
 
 
+def _default_target(exchange: Exchange) -> str | None:
+    """What a write is about: ``pec/<id>``, ``comunica_pec/<id>``; None for a creation."""
+    id = exchange.params.get("id")
+    if id is None:
+        return None
+    return exchange.endpoint.path.split("/", 2)[1] + "/" + id
+
+
 def _disable_silent_resend(session: aiohttp.ClientSession) -> None:
     # aiohttp re-sends a GET/HEAD/DELETE/... once when a kept-alive connection turns out
     # to be dead. The PEC API renews (and charges) on GET /pec/{id}/rinnovo, so that hidden
-    # second request could charge twice: pecapi decides about every resend itself.
-    if hasattr(session, "_retry_connection"):
-        session._retry_connection = False
+    # second request could charge twice: pecapi decides about every resend itself. An
+    # aiohttp without the switch (before 3.11) cannot be made safe: refuse it.
+    if not isinstance(getattr(session, "_retry_connection", None), bool):
+        raise ConfigurationError(
+            f"aiohttp {aiohttp.__version__} silently re-sends dropped GET requests (a paid "
+            "renewal among them) and cannot be told not to: pecapi needs aiohttp >= 3.11"
+        )
+    session._retry_connection = False
 
 
 async def _read_all(response: aiohttp.ClientResponse) -> RawResponse:

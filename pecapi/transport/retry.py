@@ -1,22 +1,32 @@
 """When to try a call again, how long to wait, and how a write whose outcome is unknown
-is reconciled instead of being sent blindly a second time.
+is *settled* instead of being sent blindly a second time.
 
-The PEC API has no idempotency keys and most writes cost money, so the rule is:
+The PEC API has no idempotency keys, most writes cost money, and a gateway's 504 or a
+client's timeout does not stop its backend: a write may be committed seconds after its
+answer was lost. So:
 
 - a *read* is retried on connection errors, timeouts, undecodable answers, 429, 500,
   502, 503 and 504;
-- a *write* is resent directly only when it certainly did not take effect (the
-  connection could not be opened, or 429: the API refused it before doing anything);
+- a *write* is resent directly only when it certainly did not reach the API (the
+  connection could not be opened, no token could be had, or 429: refused before
+  anything was done);
 - a *write* whose outcome is unknown (timeout, connection lost after sending, a 5xx, an
-  unreadable 2xx) is first *reconciled*: the operation's reconciler reads the account
-  to see whether the change happened; if it did, its result is returned, and only if
-  it did not is the write sent again;
+  unreadable 2xx) is *settled*: its reconciler reads the account at once and then at
+  growing intervals for ``RetryPolicy.settle`` seconds; as soon as the change shows, the
+  call returns it. Only when a read made after the whole window still shows no change is
+  the write sent again. If the deadline ends first, or the reads fail, the call raises
+  :class:`~pecapi.OutcomeUnknownError` carrying the write's own error and a
+  :class:`PendingOutcome` the caller can settle later (``client.reconcile(...)``);
 - nothing else is retried (400, 401, 402, 403, 404, 406, 428...).
+
+The loop is written out rather than built on a retry library: its states (settling, a
+pending outcome, a write that must not be resent) are the point of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
@@ -24,22 +34,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from pecapi.errors import (
     OutcomeUnknownError,
     PecApiError,
     PecError,
-    PecTimeoutError,
     RateLimitError,
     ResponseDecodeError,
     ServerError,
+    TokenError,
     TransportError,
     ValidationError,
 )
 from pecapi.transport.endpoint import Effect
+from pecapi.transport.pending import PendingBook, PendingOutcome
 
-__all__ = ["Attempt", "Reconciler", "RetryPolicy", "run_with_policy"]
+__all__ = ["Attempt", "Decision", "Reconciler", "RetryPolicy", "classify", "run_with_policy"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -52,7 +62,9 @@ _WRITE_UNKNOWN_STATUSES = frozenset({500, 502, 503, 504})
 
 @attrs.frozen(kw_only=True)
 class Attempt:
-    """What the ``on_attempt`` hook is told about each failed attempt that will be retried."""
+    """What the ``on_attempt`` hook is told about each failed attempt before pecapi acts
+    on it: ``reconcile`` is True when the outcome is unknown and pecapi settles it
+    (``wait`` is then the settle window) instead of waiting to resend."""
 
     operation: str
     attempt: int
@@ -62,10 +74,16 @@ class Attempt:
     reconcile: bool
 
 
-def _positive(name: str) -> Callable[[Any, Any, Any], None]:
+def _at_least(name: str, low: float, *, inclusive: bool) -> Callable[[Any, Any, Any], None]:
     def check(_: Any, __: Any, value: Any) -> None:
-        if value is not None and (isinstance(value, bool) or value <= 0):
-            raise ValidationError(f"retry.{name}", f"must be positive, not {value!r}")
+        if value is None:
+            return
+        bad = isinstance(value, bool) or not isinstance(value, (int, float))
+        if bad or value < low or (value == low and not inclusive):
+            relation = ">=" if inclusive else ">"
+            raise ValidationError(
+                f"retry.{name}", f"must be a number {relation} {low}, not {value!r}"
+            )
 
     return check
 
@@ -74,29 +92,51 @@ def _full_jitter(cap: float) -> float:
     return random.uniform(0.0, cap)
 
 
+#: The default settle window. Gateways in front of web APIs commonly give up on a
+#: backend after 60 s (nginx's and most load balancers' default read timeout) and the
+#: backend goes on; a write unseen a minute after its answer was lost is taken as not
+#: done.
+DEFAULT_SETTLE = 60.0
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How calls are retried. Set on the client (``PecClient(retry=...)``) and overridable
     per call (``options=RequestOptions(retry=...)``) or per copy (``with_options``).
 
-    - ``max_attempts``: attempts in all, the first included (1 = never retry);
+    - ``max_attempts``: attempts in all, the first included (1 = never resend);
     - waits grow exponentially from ``backoff`` seconds, capped at ``backoff_max``, with
       full jitter (a random wait between 0 and the cap);
-    - ``deadline``: seconds for the whole call, every attempt and wait included; no
-      attempt starts, and no wait is begun, that would end past it, and the timeout of
-      each attempt is shortened to what is left;
+    - ``deadline``: seconds for the whole call, attempts, waits and settling included; no
+      wait is begun that would end past it, and the timeout of each attempt is shortened
+      to what is left. None: no deadline;
     - ``Retry-After`` (seconds or an HTTP-date) is obeyed; when it asks for more than the
-      deadline leaves, the :class:`~pecapi.RateLimitError` is raised at once;
-    - ``reconcile``: reconcile writes whose outcome is unknown (see the module doc);
-      False means such writes are never retried and raise;
-    - ``on_attempt``: called with an :class:`Attempt` before each retry;
-    - ``sleep``, ``clock``, ``jitter``: injectable for tests.
+      deadline leaves (without a deadline: more than ``backoff_max``), the
+      :class:`~pecapi.RateLimitError` is raised at once;
+    - ``settle``: how long, in seconds after a write's answer was lost, the account is
+      watched for the write's effect before the write may be sent again (see the module
+      doc). 0 checks once and resends at once: only for servers that commit before they
+      answer;
+    - ``reconcile``: False never checks nor resends a write whose outcome is unknown: it
+      raises :class:`~pecapi.OutcomeUnknownError` at once (and saves the reads);
+    - ``on_attempt``: called with an :class:`Attempt` for each failed attempt acted on;
+    - ``sleep``, ``clock``, ``jitter``: injectable for tests (``clock`` must be
+      monotonic and agree with ``sleep``).
     """
 
-    max_attempts: int = attrs.field(default=4, validator=_positive("max_attempts"))
-    backoff: float = attrs.field(default=0.5, validator=_positive("backoff"))
-    backoff_max: float = attrs.field(default=20.0, validator=_positive("backoff_max"))
-    deadline: float | None = attrs.field(default=120.0, validator=_positive("deadline"))
+    max_attempts: int = attrs.field(
+        default=4, validator=_at_least("max_attempts", 1, inclusive=True)
+    )
+    backoff: float = attrs.field(default=0.5, validator=_at_least("backoff", 0, inclusive=False))
+    backoff_max: float = attrs.field(
+        default=20.0, validator=_at_least("backoff_max", 0, inclusive=False)
+    )
+    deadline: float | None = attrs.field(
+        default=180.0, validator=_at_least("deadline", 0, inclusive=False)
+    )
+    settle: float = attrs.field(
+        default=DEFAULT_SETTLE, validator=_at_least("settle", 0, inclusive=True)
+    )
     reconcile: bool = True
     on_attempt: Callable[[Attempt], None] | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -105,7 +145,7 @@ class RetryPolicy:
 
     @classmethod
     def never(cls) -> RetryPolicy:
-        """A policy that tries each call once."""
+        """A policy that tries each call once and never checks an unknown outcome."""
         return cls(max_attempts=1, reconcile=False)
 
     def backoff_for(self, attempt: int) -> float:
@@ -126,159 +166,231 @@ class Reconciler(Protocol[T_co]):
     async def check(self) -> T_co | None: ...
 
 
-def classify(error: BaseException, effect: Effect) -> str | None:
-    """Why ``error`` may be retried: "retry", "unknown" (writes: reconcile first) or None."""
+class Decision(enum.Enum):
+    """What a failed attempt allows."""
+
+    FAIL = "fail"  # raise it
+    RETRY = "retry"  # nothing happened (or it is a read): send again after a wait
+    SETTLE = "settle"  # a write that may have happened: settle before anything else
+
+
+def classify(error: BaseException, effect: Effect) -> Decision:
+    """What ``error``, raised by one attempt of an operation with ``effect``, allows."""
     if not isinstance(error, PecError):
-        return None
+        return Decision.FAIL
+    if isinstance(error, TokenError):
+        return Decision.RETRY if error.retryable else Decision.FAIL
     if isinstance(error, RateLimitError):
-        return "retry"
+        return Decision.RETRY
     if effect is Effect.READ:
         if isinstance(error, (TransportError, ResponseDecodeError)):
-            return "retry"
+            return Decision.RETRY
         if isinstance(error, PecApiError) and error.status in _READ_STATUSES:
-            return "retry"
-        return None
+            return Decision.RETRY
+        return Decision.FAIL
     if isinstance(error, TransportError):
-        return "unknown" if error.request_sent else "retry"
+        return Decision.SETTLE if error.request_sent else Decision.RETRY
     if isinstance(error, ResponseDecodeError):
-        return "unknown"
+        return Decision.SETTLE
     if isinstance(error, ServerError) and error.status in _WRITE_UNKNOWN_STATUSES:
-        return "unknown"
-    return None
+        return Decision.SETTLE
+    return Decision.FAIL
 
 
-class _CallState(Generic[T]):
-    __slots__ = ("outcome_unknown", "reconciled")
+class _NotApplied:
+    """The account showed no change after the whole settle window."""
 
-    def __init__(self) -> None:
-        self.outcome_unknown = False
-        self.reconciled: T | None = None
+    def __repr__(self) -> str:
+        return "NOT_APPLIED"
+
+
+NOT_APPLIED = _NotApplied()
+
+
+async def settle(pending: PendingOutcome[T], deadline: float | None) -> T | _NotApplied:
+    """Watch the account for ``pending``'s effect until its window ends (or ``deadline``).
+
+    Returns the operation's result as soon as the change shows, :data:`NOT_APPLIED` when
+    a read made after the window still shows none, and raises
+    :class:`~pecapi.OutcomeUnknownError` when the deadline ends first or the last read
+    failed.
+    """
+    reconciler = pending.reconciler
+    if reconciler is None:
+        raise _unknown(pending, "it cannot be checked (the read before it failed)")
+    policy = pending.policy
+    clock = policy.clock
+    stop_at = pending.settle_until if deadline is None else min(pending.settle_until, deadline)
+    interval = pending.window / 16
+    while True:
+        checked_at = clock()
+        try:
+            done = await reconciler.check()
+        except PecError as exc:
+            failure: PecError | None = exc
+            done = None
+        else:
+            failure = None
+        if done is not None:
+            logger.info("%s: settled, the change had taken effect", pending.operation)
+            return done
+        if checked_at >= stop_at:
+            if failure is not None:
+                raise _unknown(pending, f"reading the account failed ({type(failure).__name__})")
+            if checked_at >= pending.settle_until:
+                return NOT_APPLIED
+            raise _unknown(pending, "the deadline ended before the settle window")
+        now = clock()
+        await policy.sleep(max(0.0, min(now + interval, stop_at) - now))
+        interval = min(interval * 2, pending.window / 4)
+
+
+def _unknown(pending: PendingOutcome[Any], why: str) -> OutcomeUnknownError:
+    cause = pending.cause
+    what = "it was cancelled" if cause is None else f"{type(cause).__name__}: {cause}"
+    hint = (
+        "; settle it with client.reconcile(error.pending) before sending it again"
+        if pending.reconciler is not None
+        else "; check the account before sending it again"
+    )
+    return OutcomeUnknownError(
+        f"{pending.operation}: outcome unknown: the request may have been processed ({what}), "
+        f"and {why}{hint}",
+        cause=cause,
+        pending=pending,
+    )
+
+
+def _notify(
+    policy: RetryPolicy, operation: str, attempt: int, error: PecError, wait: float, settle: bool
+) -> None:
+    info = Attempt(
+        operation=operation,
+        attempt=attempt,
+        error=error,
+        reason=type(error).__name__,
+        wait=wait,
+        reconcile=settle,
+    )
+    if settle:
+        logger.info(
+            "%s: attempt %d failed (%s: %s); settling for up to %.1fs before any resend",
+            operation, attempt, info.reason, error, wait,
+        )  # fmt: skip
+    else:
+        logger.info(
+            "retrying %s after attempt %d failed (%s: %s); waiting %.2fs",
+            operation, attempt, info.reason, error, wait,
+        )  # fmt: skip
+    if policy.on_attempt is not None:
+        policy.on_attempt(info)
+
+
+def _wait_before_retry(
+    policy: RetryPolicy, error: PecError, attempt: int, deadline: float | None
+) -> float | None:
+    """Seconds to wait before resending, or None when no retry may start."""
+    if attempt >= policy.max_attempts:
+        return None
+    delay = policy.backoff_for(attempt)
+    if isinstance(error, RateLimitError) and error.retry_after is not None:
+        delay = error.retry_after
+        if deadline is None and delay > policy.backoff_max:
+            return None  # a wait beyond what the policy allows: fail now, not in a day
+    if deadline is not None and policy.clock() + delay >= deadline:
+        return None
+    return delay
+
+
+class Call(Generic[T]):
+    """One operation under its policy: what :func:`run_with_policy` needs besides it."""
+
+    __slots__ = ("book", "effect", "operation", "reconciler", "target")
+
+    def __init__(
+        self,
+        operation: str,
+        effect: Effect,
+        *,
+        reconciler: Reconciler[T] | None = None,
+        book: PendingBook | None = None,
+        target: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.effect = effect
+        self.reconciler = reconciler
+        self.book = book
+        self.target = target
 
 
 async def run_with_policy(
-    operation: str,
-    effect: Effect,
-    policy: RetryPolicy,
-    once: Callable[[float | None], Awaitable[T]],
-    reconciler: Reconciler[T] | None = None,
+    call: Call[T], policy: RetryPolicy, once: Callable[[float | None], Awaitable[T]]
 ) -> T:
     """Run ``once(time_left)`` under ``policy``; ``time_left`` caps the attempt's timeout."""
-    start = policy.clock()
-    if effect is Effect.READ or not policy.reconcile or policy.max_attempts == 1:
-        reconciler = None
-    elif reconciler is not None:
+    clock = policy.clock
+    deadline = None if policy.deadline is None else clock() + policy.deadline
+    operation, effect = call.operation, call.effect
+    reconciler = call.reconciler if effect is not Effect.READ and policy.reconcile else None
+    if reconciler is not None:
         try:
             await reconciler.prepare()
         except PecError as exc:
             # The write goes out all the same and the API answers it (a wrong id gets the
-            # operation's own error), but an unknown outcome can then not be reconciled.
+            # operation's own error), but an unknown outcome can then not be checked.
             logger.info("%s: cannot prepare reconciliation (%s); no resend", operation, exc)
             reconciler = None
-    can_reconcile = effect is Effect.READ or reconciler is not None
-    state: _CallState[T] = _CallState()
-
-    def time_left() -> float | None:
-        if policy.deadline is None:
-            return None
-        return policy.deadline - (policy.clock() - start)
-
-    def should_retry(error: BaseException) -> bool:
-        kind = classify(error, effect)
-        if kind == "unknown":
-            state.outcome_unknown = True
-            return can_reconcile
-        return kind == "retry"
-
-    def wait(retry_state: RetryCallState) -> float:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        delay = policy.backoff_for(retry_state.attempt_number)
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            delay = error.retry_after
-        return delay
-
-    def stop(retry_state: RetryCallState) -> bool:
-        if retry_state.attempt_number >= policy.max_attempts:
-            return True
-        left = time_left()
-        return left is not None and retry_state.upcoming_sleep >= left
-
-    def before_sleep(retry_state: RetryCallState) -> None:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        assert error is not None
-        info = Attempt(
-            operation=operation,
-            attempt=retry_state.attempt_number,
-            error=error,
-            reason=type(error).__name__,
-            wait=retry_state.upcoming_sleep,
-            reconcile=state.outcome_unknown,
-        )
-        logger.info(
-            "retrying %s after attempt %d failed (%s: %s); waiting %.2fs%s",
-            operation,
-            info.attempt,
-            info.reason,
-            error,
-            info.wait,
-            ", then reconciling" if info.reconcile else "",
-        )
-        if policy.on_attempt is not None:
-            policy.on_attempt(info)
-
-    # The first attempt runs without the retry machinery: most calls succeed at once,
-    # and building it per call is a third of the client's CPU per request.
-    try:
-        return await once(time_left())
-    except PecError as error:
-        if policy.max_attempts == 1 or not should_retry(error):
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await once(None if deadline is None else deadline - clock())
+        except asyncio.CancelledError:
+            if effect is not Effect.READ:
+                # The request may be on its way: what it did is for client.reconcile().
+                _pending(call, policy, reconciler, None, cancelled=True)
             raise
-        first_error: PecError | None = error
+        except PecError as error:
+            decision = classify(error, effect)
+            if decision is Decision.FAIL:
+                raise
+            if decision is Decision.RETRY:
+                delay = _wait_before_retry(policy, error, attempt, deadline)
+                if delay is None:
+                    raise
+                _notify(policy, operation, attempt, error, delay, settle=False)
+                await policy.sleep(delay)
+                continue
+            pending = _pending(call, policy, reconciler, error, cancelled=False)
+            if not policy.reconcile:
+                raise _unknown(pending, "reconciliation is off") from error
+            _notify(policy, operation, attempt, error, pending.window, settle=True)
+            result = await settle(pending, deadline)
+            pending.resolve()
+            if not isinstance(result, _NotApplied):
+                return result
+            # Settled: the write did not take effect. Send it again if the policy allows.
+            if attempt >= policy.max_attempts or (deadline is not None and clock() >= deadline):
+                raise
+            logger.info("%s: no change after the settle window; sending again", operation)
 
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(should_retry),
-        wait=wait,
-        stop=stop,
-        sleep=policy.sleep,
-        before_sleep=before_sleep,
-        reraise=True,
+
+def _pending(
+    call: Call[T],
+    policy: RetryPolicy,
+    reconciler: Reconciler[T] | None,
+    cause: PecError | None,
+    *,
+    cancelled: bool,
+) -> PendingOutcome[T]:
+    pending = PendingOutcome(
+        operation=call.operation,
+        target=call.target,
+        cause=cause,
+        cancelled=cancelled,
+        reconciler=reconciler,
+        policy=policy,
+        book=call.book,
     )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                if first_error is not None:  # replay attempt 1's failure into tenacity
-                    replay, first_error = first_error, None
-                    raise replay
-                if state.outcome_unknown and reconciler is not None:
-                    done = await _reconcile(operation, reconciler)
-                    if done is not None:
-                        return done
-                    state.outcome_unknown = False
-                left = time_left()
-                if left is not None and left <= 0:
-                    raise PecTimeoutError(f"{operation}: the retry deadline has passed")
-                return await once(left)
-    except asyncio.CancelledError:
-        raise
-    except PecError as error:
-        if state.outcome_unknown and reconciler is not None:
-            done = await _reconcile(operation, reconciler, last_error=error)
-            if done is not None:
-                return done
-        raise
-    raise AssertionError("unreachable: tenacity ends with a result or an exception")
-
-
-async def _reconcile(
-    operation: str, reconciler: Reconciler[T], last_error: PecError | None = None
-) -> T | None:
-    try:
-        done = await reconciler.check()
-    except PecError as exc:
-        raise OutcomeUnknownError(
-            f"{operation}: the outcome of the request is unknown and could not be checked "
-            f"({type(exc).__name__}: {exc})",
-            cause=last_error,
-        ) from exc
-    if done is not None:
-        logger.info("%s: reconciled, the change had taken effect", operation)
-    return done
+    if call.book is not None:
+        call.book.add(pending)
+    return pending
