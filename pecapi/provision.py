@@ -35,17 +35,17 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
-import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from pecapi.batch import Batch, BatchProgress, BatchResult
 from pecapi.documents import DocumentKind, Documents, prepare_documents
 from pecapi.errors import ConfigurationError, OutcomeUnknownError, PecError, ValidationError
+from pecapi.journal import STATUSES, Journal, ProvisionOutcome
 from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import Mailbox, MailboxRegistration
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from pecapi.client import PecClient
 
 __all__ = [
+    "STATUSES",
     "InvalidRow",
     "Journal",
     "ProvisionOutcome",
@@ -87,140 +88,10 @@ class InvalidRow:
     key: str = ""
 
 
-# status -> whether the request is complete (nothing left to do on a rerun)
-STATUSES: dict[str, bool] = {
-    # registered and documents uploaded; also a mailbox left awaiting_activation (or
-    # pending) by an earlier run that the account shows in_evasione/evasa: not resent
-    "activated": True,
-    # registered, no documents asked for (also a pending registration found on the account)
-    "registered": True,
-    "existing": True,  # already on the account, nothing to do
-    "skipped": True,  # complete in the journal of an earlier run
-    "awaiting_activation": False,  # registered, but the activation failed: resumable
-    # the registration was sent but its outcome is unknown (OutcomeUnknownError, kept as
-    # the error): the next run takes the mailbox over if the account lists the address,
-    # and registers it again only if the account does not
-    "pending": False,
-    "unavailable": False,  # the address is taken by someone else
-    "failed": False,  # an error before the mailbox was registered
-    "invalid": False,  # bad input, nothing sent
-    "duplicate": False,  # the same address twice in the input
-}
-
 # account states that mean the activation documents were received
 _ACTIVATED = (MailboxState.IN_EVASIONE, MailboxState.EVASA)
 # journal statuses of a mailbox an earlier run registered, or may have registered
 _RESUMED = ("awaiting_activation", "pending")
-
-
-@attrs.frozen(kw_only=True)
-class ProvisionOutcome:
-    """What happened to one request. ``steps`` lists each step and its result."""
-
-    key: str
-    status: str
-    line: int | None = None
-    mailbox_id: str | None = None
-    steps: tuple[str, ...] = ()
-    error: Exception | None = None
-
-    @property
-    def complete(self) -> bool:
-        return STATUSES.get(self.status, False)
-
-    def record(self) -> dict[str, Any]:
-        """The journal line of this outcome."""
-        error = None
-        if self.error is not None:
-            error = {"type": type(self.error).__name__, "message": str(self.error)}
-            field = getattr(self.error, "field", None)
-            if field:
-                error["field"] = field
-        return {
-            "key": self.key,
-            "line": self.line,
-            "status": self.status,
-            "complete": self.complete,
-            "mailbox_id": self.mailbox_id,
-            "steps": list(self.steps),
-            "error": error,
-            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-        }
-
-
-class Journal:
-    """A JSON-lines journal: one line per outcome, flushed as it is written.
-
-    ``fsync=True`` also forces each line to disk (survives a power cut, costs a disk
-    sync per line); by default a line survives a crash or Ctrl-C of the process.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
-        self.path = Path(path)
-        self._fsync = fsync
-        self._file: IO[bytes] | None = None
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        """The latest record per key (a torn line, from a crash, is ignored)."""
-        records: dict[str, dict[str, Any]] = {}
-        if not self.path.exists():
-            return records
-        # errors="replace": a line torn inside a multi-byte character is just not JSON
-        with self.path.open(encoding="utf-8", errors="replace") as fh:
-            for text in fh:
-                try:
-                    record = json.loads(text)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("key"), str):
-                    records[record["key"]] = record
-        return records
-
-    def open(self) -> None:
-        """Open the journal for appending (once; ``append`` does it when needed).
-
-        A path that cannot be written (a directory, a parent that is a file, no
-        permission...) raises :class:`ConfigurationError` naming it. A torn last line,
-        one without its newline, is ended first so that the next record is not glued
-        to it.
-        """
-        if self._file is not None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = self.path.open("a+b")
-        except OSError as exc:
-            raise self._unwritable(exc) from exc
-        try:
-            if fh.seek(0, os.SEEK_END) > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    self._write(fh, b"\n")
-        except OSError as exc:
-            fh.close()
-            raise self._unwritable(exc) from exc
-        self._file = fh
-
-    def append(self, outcome: ProvisionOutcome) -> None:
-        self.open()
-        assert self._file is not None
-        line = json.dumps(outcome.record(), ensure_ascii=False) + "\n"
-        self._write(self._file, line.encode("utf-8"))
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def _write(self, fh: IO[bytes], data: bytes) -> None:
-        fh.write(data)  # in append mode: always at the end, whatever was read before
-        fh.flush()
-        if self._fsync:
-            os.fsync(fh.fileno())
-
-    def _unwritable(self, exc: OSError) -> ConfigurationError:
-        reason = exc.strerror or str(exc)
-        return ConfigurationError(f"cannot write the journal {str(self.path)!r}: {reason}")
 
 
 class _Run:
