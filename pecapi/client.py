@@ -16,6 +16,7 @@ from pecapi.resources.domains import Domains
 from pecapi.resources.mailboxes import Mailboxes
 from pecapi.transport.auth import TokenProvider, resolve_token
 from pecapi.transport.endpoint import Endpoint
+from pecapi.transport.exchange import no_body
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingOutcome
 from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
@@ -31,10 +32,6 @@ T = TypeVar("T")
 
 PRODUCTION_URL = "https://pec.openapi.it"
 SANDBOX_URL = "https://test.pec.openapi.it"
-
-
-def _no_body() -> None:
-    return None
 
 
 class PecClient(AsyncClosing):
@@ -188,7 +185,7 @@ class PecClient(AsyncClosing):
         *,
         params: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
-        body: BodyFactory = _no_body,
+        body: BodyFactory = no_body,
         options: RequestOptions | None = None,
     ) -> Exchange:
         merged = options.merged_over(self._defaults) if options is not None else self._defaults

@@ -29,6 +29,22 @@ def spec() -> dict[str, Any]:
     return data
 
 
+class FakeTime:
+    """A clock that only moves when pecapi sleeps: windows and deadlines without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
 async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
     """Poll ``condition`` until it holds; fail (never hang) after ``seconds``."""
     for _ in range(int(seconds / 0.01)):

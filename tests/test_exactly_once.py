@@ -42,6 +42,7 @@ from pecapi import (
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, OAuthEmulator, RunningEmulator
 from tests.conftest import (
     PDF_BYTES,
+    FakeTime,
     make_comunica_request,
     make_registration,
     no_sleep,
@@ -53,22 +54,6 @@ USER = MailboxUser(
 )
 LATE = 0.3  # seconds after which the emulator commits a late-faulted write
 SETTLE = 1.5  # the settle window of these tests: longer than LATE
-
-
-class FakeTime:
-    """A clock that only moves when pecapi sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def settling(**kwargs: Any) -> RetryPolicy:

@@ -24,7 +24,7 @@ from pecapi.provision import (
 )
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, RunningEmulator
 from pecapi.transport.retry import Attempt
-from tests.conftest import PDF_BYTES, make_registration, wait_until
+from tests.conftest import PDF_BYTES, FakeTime, make_registration, wait_until
 
 
 def _address(i: int) -> str:
@@ -263,21 +263,6 @@ async def test_a_fresh_address_found_activated_on_the_account_is_existing(
 # -- (d) a registration whose outcome is unknown -----------------------------------------
 
 
-class _FakeTime:
-    """A clock that moves only when the policy sleeps: no real waiting, whatever windows
-    or deadlines the retry policy keeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
 def _outcome_unknown_policy(emulator: Emulator) -> RetryPolicy:
     """A policy under which a registration whose answer is lost cannot be reconciled:
     from its first reconciliation on, every read fails (the client raises
@@ -287,7 +272,7 @@ def _outcome_unknown_policy(emulator: Emulator) -> RetryPolicy:
         if attempt.operation == "mailboxes.register" and attempt.reconcile:
             emulator.faults.rate(1.0, Fault.status(503), method="GET")
 
-    fake = _FakeTime()
+    fake = FakeTime()
     return RetryPolicy(max_attempts=3, sleep=fake.sleep, clock=fake.clock, on_attempt=break_reads)
 
 

@@ -29,28 +29,12 @@ from pecapi import (
     TipoCasella,
 )
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault
-from tests.conftest import PDF_BYTES, make_comunica_request, make_registration, no_sleep
+from tests.conftest import PDF_BYTES, FakeTime, make_comunica_request, make_registration, no_sleep
 
 Registration = Callable[..., MailboxRegistration]
 USER = MailboxUser(
     nome="luca", cognome="bianchi", descrizione="d", email_gestione_password="l@d.it"
 )
-
-
-class FakeTime:
-    """A clock that only moves when the policy sleeps: deadlines without real waiting."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def _policy(time: FakeTime, **kwargs: object) -> RetryPolicy:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from pecapi.errors import ValidationError
 from pecapi.models.converter import structure
 from pecapi.transport.endpoint import Endpoint, Reply
+from pecapi.transport.exchange import no_body
 from pecapi.transport.options import RequestOptions
 from pecapi.transport.pipeline import BodyFactory
 from pecapi.transport.retry import Reconciler
@@ -18,10 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["Resource", "list_of", "object_of"]
 
 T = TypeVar("T")
-
-
-def _no_body() -> None:
-    return None
 
 
 class Resource:
@@ -38,7 +35,7 @@ class Resource:
         *,
         params: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
-        body: BodyFactory = _no_body,
+        body: BodyFactory = no_body,
         options: RequestOptions | None = None,
         reconciler: Reconciler[T] | None = None,
         target: str | None = None,

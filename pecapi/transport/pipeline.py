@@ -10,8 +10,6 @@ DELETE... on a dropped kept-alive connection (a renewal is a paid GET).
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import logging
 import platform
 import time
@@ -19,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
-from aiohttp.payload import Payload
 from yarl import URL
 
 from pecapi import __version__
@@ -30,21 +27,38 @@ from pecapi.errors import (
     PecApiError,
     PecConnectionError,
     PecTimeoutError,
-    RateLimitError,
-    ResponseDecodeError,
     TokenError,
     TransportError,
-    api_error_class,
     safe_url,
 )
 from pecapi.transport.auth import TokenProvider
-from pecapi.transport.endpoint import Effect, Endpoint, Reply, build_url
+from pecapi.transport.decode import api_error, decode_reply, retry_after_seconds
+from pecapi.transport.endpoint import Effect, Endpoint, build_url
+from pecapi.transport.exchange import (
+    BodyFactory,
+    Exchange,
+    RawResponse,
+    encode_json,
+    json_body,
+    no_body,
+    where,
+)
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
 from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
 from pecapi.transport.throttle import Throttle
 
-__all__ = ["Exchange", "Pipeline", "RawResponse"]
+__all__ = [
+    "BodyFactory",
+    "Exchange",
+    "Pipeline",
+    "RawResponse",
+    "api_error",
+    "decode_reply",
+    "encode_json",
+    "json_body",
+    "retry_after_seconds",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,57 +70,6 @@ USER_AGENT = (
 )
 
 DEFAULT_RETRY = RetryPolicy()
-
-Body = bytes | Payload | None
-BodyFactory = Callable[[], Body]
-
-
-class RawResponse:
-    """Status, headers and body of one HTTP answer, read in full."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-
-class Exchange:
-    """One call of one endpoint: everything needed to send it (again)."""
-
-    __slots__ = ("body", "endpoint", "method", "options", "params", "query", "url")
-
-    def __init__(
-        self,
-        endpoint: Endpoint[Any],
-        url: URL,
-        params: Mapping[str, str],
-        query: Mapping[str, str] | None,
-        body: BodyFactory,
-        options: RequestOptions,
-    ) -> None:
-        self.endpoint = endpoint
-        self.method = endpoint.method
-        self.url = url
-        self.params = params
-        self.query = query
-        self.body = body
-        self.options = options
-
-
-def _no_body() -> Body:
-    return None
-
-
-def encode_json(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def json_body(obj: Any) -> BodyFactory:
-    """A body factory for a JSON object, encoded once."""
-    encoded = encode_json(obj)
-    return lambda: encoded
 
 
 class Pipeline:
@@ -174,7 +137,7 @@ class Pipeline:
         *,
         params: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
-        body: BodyFactory = _no_body,
+        body: BodyFactory = no_body,
         options: RequestOptions | None = None,
     ) -> Exchange:
         params = params or {}
@@ -300,37 +263,35 @@ class Pipeline:
                 status = response.status
         except aiohttp.ConnectionTimeoutError as exc:
             raise PecTimeoutError(
-                "timed out opening the connection", **_where(exchange), request_sent=False
+                "timed out opening the connection", **where(exchange), request_sent=False
             ) from exc
         except (
             aiohttp.ServerTimeoutError,
             asyncio.TimeoutError,
         ) as exc:  # not TimeoutError on 3.10
             raise PecTimeoutError(
-                f"no complete answer within {timeout.total}s", **_where(exchange)
+                f"no complete answer within {timeout.total}s", **where(exchange)
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise PecConnectionError(
                 f"cannot connect: {exc.strerror or type(exc).__name__}",
-                **_where(exchange),
+                **where(exchange),
                 request_sent=False,
             ) from exc
         except aiohttp.ClientPayloadError as exc:
-            raise PecConnectionError("the response body was cut short", **_where(exchange)) from exc
+            raise PecConnectionError("the response body was cut short", **where(exchange)) from exc
         except aiohttp.ClientConnectionError as exc:
             raise PecConnectionError(
                 f"connection lost before a full response ({type(exc).__name__})",
-                **_where(exchange),
+                **where(exchange),
             ) from exc
         except aiohttp.ClientResponseError as exc:
             # Not chained: its request_info holds the request headers, the token included.
             raise PecConnectionError(
-                f"invalid HTTP response ({exc.message})", **_where(exchange)
+                f"invalid HTTP response ({exc.message})", **where(exchange)
             ) from None
         except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"HTTP failure ({type(exc).__name__})", **_where(exchange)
-            ) from exc
+            raise TransportError(f"HTTP failure ({type(exc).__name__})", **where(exchange)) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %s in %.1f ms",
@@ -340,10 +301,6 @@ class Pipeline:
                 (time.perf_counter() - started) * 1000,
             )
         return result
-
-
-def _where(exchange: Exchange) -> dict[str, Any]:
-    return {"method": exchange.method, "url": exchange.url}
 
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -374,133 +331,3 @@ def _disable_silent_resend(session: aiohttp.ClientSession) -> None:
 async def _read_all(response: aiohttp.ClientResponse) -> RawResponse:
     body = await response.read()
     return RawResponse(response.status, dict(response.headers), body)
-
-
-# -- decoding ----------------------------------------------------------------------------
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """The ``Retry-After`` header in seconds, from either of its forms; None if absent/bad."""
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def api_error(
-    exchange: Exchange,
-    raw: RawResponse,
-    *,
-    message: str,
-    code: int | None,
-    body: Any,
-) -> PecApiError:
-    """The typed error for an HTTP error status (or ``success: false``)."""
-    common: dict[str, Any] = {
-        "status": raw.status,
-        "code": code,
-        "method": exchange.method,
-        "url": exchange.url,
-        "headers": raw.headers,
-        "body": body,
-    }
-    if raw.status == 429:
-        return RateLimitError(message, retry_after=retry_after_seconds(raw.headers), **common)
-    return api_error_class(raw.status)(message, **common)
-
-
-def _text_preview(raw: RawResponse) -> str:
-    text = raw.body.decode("utf-8", "replace").strip()
-    content_type = raw.headers.get("Content-Type", "")
-    if "html" in content_type.lower() or text[:1] == "<":
-        return f"HTML error page ({' '.join(text.split())[:120]})"
-    return " ".join(text.split())[:300] or "(empty body)"
-
-
-def decode_reply(exchange: Exchange, raw: RawResponse) -> Any:
-    """Read the ``{data, success, message, error}`` envelope and hand it to the endpoint."""
-    endpoint = exchange.endpoint
-    status = raw.status
-    if not raw.body.strip():
-        if 200 <= status < 300:
-            return _decode_data(exchange, raw, None, None, None)
-        raise api_error(
-            exchange, raw, message=f"HTTP {status} with an empty body", code=None, body=b""
-        )
-    try:
-        payload = json.loads(raw.body)
-    except ValueError:
-        if status >= 300:
-            text = raw.body.decode("utf-8", "replace")
-            raise api_error(
-                exchange, raw, message=_text_preview(raw), code=None, body=text
-            ) from None
-        raise ResponseDecodeError(
-            "the response is not valid JSON",
-            **_where(exchange),
-            status=status,
-            headers=raw.headers,
-            body=raw.body,
-        ) from None
-    if not isinstance(payload, dict):
-        if status >= 300:
-            raise api_error(exchange, raw, message=_text_preview(raw), code=None, body=payload)
-        raise ResponseDecodeError(
-            "the response is not a JSON object",
-            **_where(exchange),
-            status=status,
-            headers=raw.headers,
-            body=raw.body,
-        )
-    code = _as_int(payload.get("error"))
-    message = payload.get("message")
-    message = message if isinstance(message, str) else None
-    if status >= 300 or payload.get("success") is False:
-        if (status, code) in endpoint.empty_when:
-            return _decode_data(exchange, raw, None, message, code)
-        raise api_error(
-            exchange,
-            raw,
-            message=message or f"{endpoint} failed",
-            code=code,
-            body=payload,
-        )
-    return _decode_data(exchange, raw, payload.get("data"), message, code)
-
-
-def _decode_data(
-    exchange: Exchange, raw: RawResponse, data: Any, message: str | None, code: int | None
-) -> Any:
-    reply = Reply(status=raw.status, data=data, message=message, code=code, params=exchange.params)
-    try:
-        return exchange.endpoint.decode(reply)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise ResponseDecodeError(
-            f"unexpected data for {exchange.endpoint}: {exc}",
-            **_where(exchange),
-            status=raw.status,
-            headers=raw.headers,
-            body=raw.body,
-        ) from None
