@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -18,9 +18,9 @@ from pecapi.transport.auth import TokenProvider, resolve_token
 from pecapi.transport.endpoint import Endpoint
 from pecapi.transport.exchange import no_body
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
-from pecapi.transport.pending import PendingOutcome
+from pecapi.transport.pending import NotApplied, PendingOutcome
 from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
-from pecapi.transport.retry import NOT_APPLIED, RetryPolicy, settle
+from pecapi.transport.retry import RetryPolicy
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.urls import check_base_url
 
@@ -161,15 +161,12 @@ class PecClient(AsyncClosing):
         """
         if not isinstance(pending, PendingOutcome):
             raise ValidationError("pending", "must be a pecapi.PendingOutcome")
-        if pending.settled:
-            raise ValidationError("pending", "this outcome was settled already")
         if pending.target is None:
-            result = await settle(pending, None)
+            result = await pending.settle()
         else:
             async with self._pipeline.locks.hold(pending.target):
-                result = await settle(pending, None)
-        pending.resolve()
-        return None if result is NOT_APPLIED else cast(T, result)
+                result = await pending.settle()  # at once if settled meanwhile
+        return None if isinstance(result, NotApplied) else result
 
     # -- lifecycle -----------------------------------------------------------------------
 

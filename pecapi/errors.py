@@ -8,9 +8,12 @@ key: URLs are stripped of credentials and request headers are never kept.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
+
+if TYPE_CHECKING:
+    from pecapi.transport.pending import PendingOutcome
 
 __all__ = [
     "AuthenticationError",
@@ -125,14 +128,19 @@ class OutcomeUnknownError(PecError):
     """A write may or may not have taken effect, and pecapi could not find out in time.
 
     ``cause`` is the error of the write itself (a timeout, a lost connection, a 5xx...).
-    ``pending`` (a :class:`~pecapi.PendingOutcome`, None when the write could not be
-    checked at all) lets you finish the check later: ``await client.reconcile(
-    exc.pending)`` returns the operation's result if it took effect, None if it did not.
-    Do not send the write again before that: it may still be charged.
+    ``pending`` (a :class:`~pecapi.PendingOutcome`; None when there is nothing to check
+    it with: ``RetryPolicy(reconcile=False)``, or the read before the write failed) lets
+    you finish the check later: ``await client.reconcile(exc.pending)`` returns the
+    operation's result if it took effect, None if it did not. Do not send the write again
+    before that: it may still be charged.
     """
 
     def __init__(
-        self, message: str, *, cause: BaseException | None = None, pending: Any = None
+        self,
+        message: str,
+        *,
+        cause: BaseException | None = None,
+        pending: PendingOutcome[Any] | None = None,
     ) -> None:
         self.cause = cause
         self.pending = pending

@@ -458,6 +458,8 @@ class OAuthTokenProvider(AsyncClosing):
                 headers={"Authorization": self._basic.reveal(), "Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 allow_redirects=False,
+                raise_for_status=False,  # whatever a session passed in says
+                auto_decompress=True,
             ) as response:
                 status = response.status
                 headers = dict(response.headers)

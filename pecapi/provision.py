@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
+import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -61,6 +62,8 @@ __all__ = [
     "provision",
     "read_registrations_csv",
 ]
+
+logger = logging.getLogger("pecapi")
 
 DOCUMENTS_COLUMN = "documenti"
 
@@ -124,7 +127,12 @@ class _Run:
                 raise ConfigurationError(f"cannot read the journal {path!r}: {reason}") from exc
         self._opened = True
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Stop the one-time setup if it still runs, then close the journal."""
+        ready, self._ready = self._ready, None
+        if ready is not None and not ready.done():
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
         if self.journal is not None:
             self.journal.close()
 
@@ -154,7 +162,12 @@ class _Run:
                 at = at.replace(tzinfo=dt.timezone.utc)
             wait = max(wait, min(window, window - (now - at).total_seconds()))
         if wait > 0:
-            await asyncio.sleep(wait)
+            logger.info(
+                "provisioning: an earlier run left registrations pending; waiting %.1fs for "
+                "their settle window before reading the account",
+                wait,
+            )
+            await self.client.retry_policy.sleep(wait)
 
     async def _register(
         self, item: ProvisionRequest, steps: list[str]
@@ -166,7 +179,7 @@ class _Run:
         except asyncio.CancelledError:
             # Cancelled in flight: the API may still register it. The journal says so,
             # and the next run settles it before registering anything.
-            self._record(self._outcome(item, "pending", [*steps, "register: cancelled"]))
+            self._record_quietly(self._outcome(item, "pending", [*steps, "register: cancelled"]))
             raise
         except OutcomeUnknownError as exc:
             steps.append("register: outcome unknown")
@@ -192,6 +205,13 @@ class _Run:
     def _record(self, outcome: ProvisionOutcome) -> None:
         if self.journal is not None and outcome.status != "skipped":
             self.journal.append(outcome)
+
+    def _record_quietly(self, outcome: ProvisionOutcome) -> None:
+        """Record while a cancellation propagates: a full disk must not replace it."""
+        try:
+            self._record(outcome)
+        except OSError as exc:
+            logger.warning("provisioning: cannot write the journal (%s)", exc)
 
     async def __call__(self, item: ProvisionRequest | InvalidRow) -> ProvisionOutcome:
         if self._ready is None:  # once, before the first request, shared by all workers
@@ -305,13 +325,13 @@ class Provisioning(Batch[ProvisionRequest | InvalidRow, ProvisionOutcome]):
                 async for result in results:
                     yield result
         finally:
-            self._state.close()
+            await self._state.aclose()
 
     async def aclose(self) -> None:
         try:
             await super().aclose()
         finally:
-            self._state.close()
+            await self._state.aclose()
 
 
 def provision(

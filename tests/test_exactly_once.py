@@ -378,6 +378,7 @@ async def test_cancelled_while_settling_the_outcome_is_not_forgotten(
         await task
     (pending,) = client.pending_outcomes()
     assert pending.operation == "mailboxes.renew" and isinstance(pending.cause, ServerError)
+    assert pending.cancelled
     renewed = await client.reconcile(pending)
     assert isinstance(renewed, Mailbox)
     assert client.pending_outcomes() == []
@@ -529,3 +530,96 @@ async def test_a_batch_left_early_records_what_it_cut_short(
     assert all(isinstance(box, Mailbox) for box in settled)
     assert sorted(c.target_id for c in emulator.charges(operation="renewal")) == sorted(ids)
     assert client.pending_outcomes() == []
+
+
+# -- what a review of the first version found ----------------------------------------------
+
+
+async def test_two_renewals_one_never_processed_are_both_charged(
+    client: PecClient, emulator: Emulator
+) -> None:
+    """The first renewal's 503 was never processed; without the per-mailbox lock its
+    settling would see the second renewal's change and report it as its own."""
+    box_id = _active(emulator)
+    emulator.faults.once(Fault.status(503), path="/pec/*/rinnovo")
+    late = client.with_options(retry=settling(settle=0.3))
+    await asyncio.gather(late.mailboxes.renew(box_id), late.mailboxes.renew(box_id))
+    assert len(emulator.charges(operation="renewal", target_id=box_id)) == 2
+    assert emulator.count("GET", "/pec/*/rinnovo") == 3  # one resent after its window
+
+
+async def test_a_write_in_progress_is_not_in_the_book(
+    client: PecClient, emulator: Emulator
+) -> None:
+    box_id = _active(emulator)
+    seen: list[list[PendingOutcome[Any]]] = []
+    emulator.faults.once(Fault.late(LATE), path="/pec/*/rinnovo")
+    policy = settling(on_attempt=lambda _: seen.append(client.pending_outcomes()))
+    await client.with_options(retry=policy).mailboxes.renew(box_id)
+    assert seen == [[]]  # settled by its own call: nobody else may settle it meanwhile
+    assert client.pending_outcomes() == []
+
+
+async def test_an_unsettled_write_is_settled_before_the_next_on_its_mailbox(
+    client: PecClient, emulator: Emulator
+) -> None:
+    box_id = _active(emulator)
+    emulator.faults.once(Fault.status(503), path="/pec/*/rinnovo")  # never processed
+    hasty = client.with_options(retry=settling(settle=0.4, deadline=0.1))
+    with pytest.raises(OutcomeUnknownError) as info:
+        await hasty.mailboxes.renew(box_id)
+    first = info.value.pending
+    assert first is not None and client.pending_outcomes() == [first]
+    await client.with_options(retry=settling(settle=0.4)).mailboxes.renew(box_id)
+    assert first.settled and first.result is None  # settled before the second was sent
+    assert await client.reconcile(first) is None  # not the second renewal's change
+    assert len(emulator.charges(operation="renewal")) == 1
+
+
+async def test_a_resend_refused_because_the_first_landed_returns_the_first(
+    client: PecClient, emulator: Emulator
+) -> None:
+    """The registration commits after its (too short) window, just before the resend is
+    processed: the resend is refused as taken, and the first registration is returned."""
+    emulator.faults.once(Fault.late(0.3), method="POST", path="/pec")
+    emulator.faults.once(Fault.latency(0.4), method="POST", path="/pec")
+    box = await client.with_options(retry=settling(settle=0.1)).mailboxes.register(
+        make_registration()
+    )
+    await emulator.drain_late()
+    assert list(emulator.mailboxes) == [box.id]
+    assert len(emulator.charges(operation="register")) == 1
+
+
+async def test_each_check_reads_once(client: PecClient, emulator: Emulator) -> None:
+    box_id = _active(emulator)
+    emulator.faults.once(Fault.status(503), path="/pec/*/rinnovo")
+    await client.with_options(retry=settling(settle=0)).mailboxes.renew(box_id)
+    # the baseline, one check (no change), then the resend
+    assert emulator.count("GET", f"/pec/{box_id}") == 2
+    assert emulator.count("GET", "/pec/*/rinnovo") == 2
+
+
+async def test_closing_the_client_ends_settling_at_once(
+    pec_server: RunningEmulator, emulator: Emulator
+) -> None:
+    box_id = _active(emulator)
+    settling_now = asyncio.Event()
+    emulator.faults.once(Fault.status(503), path="/pec/*/rinnovo")
+    policy = settling(settle=30, on_attempt=lambda _: settling_now.set())
+    client = PecClient(DEFAULT_TOKEN, sandbox=True, base_url=pec_server.url, retry=policy)
+    task = asyncio.create_task(client.mailboxes.renew(box_id))
+    await settling_now.wait()
+    await client.aclose()
+    with pytest.raises(OutcomeUnknownError, match="cannot be checked"):
+        await task
+
+
+def test_an_old_aiohttp_is_refused_for_a_session_of_pecapis_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pecapi.transport.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_CAN_STOP_RESEND", False)
+    with pytest.raises(ConfigurationError, match=r"3\.11"):
+        PecClient(DEFAULT_TOKEN, base_url="http://127.0.0.1:9")

@@ -293,7 +293,8 @@ async def test_without_reconciliation_an_unknown_write_raises(
     with pytest.raises(OutcomeUnknownError) as info:
         await no_reconcile.mailboxes.renew(box_id)
     assert isinstance(info.value.cause, PecConnectionError)
-    assert info.value.pending is not None and info.value.pending.reconciler is None
+    assert info.value.pending is None  # nothing to settle it with: not in the book either
+    assert client.pending_outcomes() == []
     assert emulator.count("GET", "/pec/*/rinnovo") == 1
     assert len(emulator.charges(operation="renewal")) == 1
 

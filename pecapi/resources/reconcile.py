@@ -93,8 +93,10 @@ class FreshListing(Generic[T]):
         try:
             return await asyncio.shield(current.task)
         except asyncio.CancelledError:
-            if current.waiters == 1:
+            if current.waiters == 1 and not current.task.done():
                 current.task.cancel()
+                if self._current is current:
+                    self._current = None  # nobody joins a listing that is being cancelled
             raise
         finally:
             current.waiters -= 1

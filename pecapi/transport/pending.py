@@ -1,37 +1,97 @@
-"""Writes whose outcome is not known yet, and the per-target locks that keep two paid
-writes on one mailbox from being mistaken for each other."""
+"""Writes whose outcome is not known yet: how they are settled, the client's book of those
+it gave up on, and the per-target locks that keep two paid writes on one mailbox from
+being mistaken for each other."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pecapi.errors import (
+    ClientClosedError,
+    ConfigurationError,
+    OutcomeUnknownError,
+    PecError,
+    PecTimeoutError,
+)
 
 if TYPE_CHECKING:
-    from pecapi.errors import PecError
-    from pecapi.transport.retry import Reconciler, RetryPolicy
+    from pecapi.transport.retry import RetryPolicy
 
-__all__ = ["PendingBook", "PendingOutcome", "TargetLocks"]
+__all__ = [
+    "NOT_APPLIED",
+    "NotApplied",
+    "PendingBook",
+    "PendingOutcome",
+    "Reconciler",
+    "TargetLocks",
+    "outer_deadline",
+]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+logger = logging.getLogger("pecapi")
+
+
+class Reconciler(Protocol[T_co]):
+    """Finds out whether a write whose outcome is unknown took effect.
+
+    ``prepare`` runs before the first attempt (e.g. to note the current expiry before a
+    renewal); ``check`` returns the operation's result if the change is there, else None.
+    """
+
+    async def prepare(self) -> None: ...
+
+    async def check(self) -> T_co | None: ...
+
+
+class NotApplied:
+    """The account showed no change after the whole settle window."""
+
+    def __repr__(self) -> str:
+        return "NOT_APPLIED"
+
+
+NOT_APPLIED = NotApplied()
+
+# The deadline of the call whose write is being settled, as (clock, moment): the reads
+# that settle it are calls of their own, and must end by then too.
+_OUTER: contextvars.ContextVar[tuple[Callable[[], float], float] | None] = contextvars.ContextVar(
+    "pecapi_outer_deadline", default=None
+)
+
+
+def outer_deadline(clock: Callable[[], float]) -> float | None:
+    """The deadline of the call this one serves (a settling read), on the same clock."""
+    outer = _OUTER.get()
+    return outer[1] if outer is not None and outer[0] is clock else None
 
 
 class PendingOutcome(Generic[T]):
     """A write that may or may not have taken effect, and how to find out.
 
     Carried by :class:`~pecapi.OutcomeUnknownError` as ``.pending`` and listed by
-    ``client.pending_outcomes()`` (a call cancelled while its write was in flight or
-    being settled leaves one there). Settle it with ``await client.reconcile(pending)``:
-    the operation's result if the change took effect, None if the account still shows no
-    change once the settle window has passed (then, and only then, sending the write
-    again cannot charge twice).
+    ``client.pending_outcomes()`` once its call has given up on it: the call raised, or
+    was cancelled while the write was in flight or being settled. Settle it with
+    ``await client.reconcile(pending)``: the operation's result if the change took
+    effect, None if the account still shows no change once the settle window has
+    passed, after which this write can no longer be charged.
 
     - ``operation``: e.g. ``"mailboxes.renew"``; ``target``: what it was about
       (``"pec/<id>"``, ``"register/<address>"``...);
-    - ``cause``: the write's own error (None when the call was cancelled: ``cancelled``);
+    - ``cause``: the write's own error (None when it was cancelled in flight);
+      ``cancelled``: the call was cancelled (in flight or while settling);
     - ``failed_at`` / ``settle_until``: the policy clock's time of the failure and the end
-      of its settle window; ``settled``: whether it has been settled.
+      of its settle window; ``settled``: whether it has been settled, and ``result`` what
+      that found (None: not applied).
+
+    It speaks for its own attempt only: a later attempt of the same call is a write of
+    its own.
     """
 
     __slots__ = (
@@ -42,6 +102,7 @@ class PendingOutcome(Generic[T]):
         "operation",
         "policy",
         "reconciler",
+        "result",
         "settled",
         "target",
         "window",
@@ -53,32 +114,95 @@ class PendingOutcome(Generic[T]):
         operation: str,
         target: str | None,
         cause: PecError | None,
-        cancelled: bool,
-        reconciler: Reconciler[T] | None,
+        reconciler: Reconciler[T],
         policy: RetryPolicy,
         book: PendingBook | None = None,
     ) -> None:
         self.operation = operation
         self.target = target
         self.cause = cause
-        self.cancelled = cancelled
+        self.cancelled = cause is None
         self.reconciler = reconciler
         # The policy of the call: its clock measures the window, its sleep waits.
         self.policy = policy
         self.failed_at = policy.clock()
         self.window = policy.settle
         self.settled = False
+        self.result: T | None = None
         self._book = book
 
     @property
     def settle_until(self) -> float:
         return self.failed_at + self.window
 
-    def resolve(self) -> None:
-        """Mark it settled and drop it from its client's book."""
+    def give_up(self, *, cancelled: bool = False) -> None:
+        """The call stops watching: keep it in the client's book for later."""
+        self.cancelled = self.cancelled or cancelled
+        if self._book is not None and not self.settled:
+            self._book.add(self)
+
+    def _resolve(self, result: T | None) -> None:
         self.settled = True
+        self.result = result
         if self._book is not None:
             self._book.discard(self)
+
+    async def settle(self, deadline: float | None = None) -> T | NotApplied:
+        """Watch the account until the window ends (or ``deadline``, on the policy's clock).
+
+        Returns the operation's result as soon as the change shows, :data:`NOT_APPLIED`
+        when a read made after the window still shows none, and raises
+        :class:`~pecapi.OutcomeUnknownError` when the deadline ends first or the reads
+        fail at the end. The reads are bounded by ``deadline`` too.
+        """
+        if self.settled:
+            return NOT_APPLIED if self.result is None else self.result
+        policy, clock = self.policy, self.policy.clock
+        stop_at = self.settle_until if deadline is None else min(self.settle_until, deadline)
+        interval = self.window / 16
+        # The reads are bounded by the call's deadline (not by the window: the last read
+        # must be able to run after it).
+        token = _OUTER.set((clock, deadline)) if deadline is not None else None
+        try:
+            while True:
+                checked_at = clock()
+                failure: PecError | None = None
+                try:
+                    done = await self.reconciler.check()
+                except (ClientClosedError, ConfigurationError) as exc:
+                    raise self.unknown(f"it cannot be checked ({exc})") from None
+                except PecError as exc:
+                    failure, done = exc, None
+                if done is not None:
+                    logger.info("%s: settled, the change had taken effect", self.operation)
+                    self._resolve(done)
+                    return done
+                now = clock()
+                if checked_at >= stop_at or (failure is not None and now >= stop_at):
+                    if failure is None and checked_at >= self.settle_until:
+                        self._resolve(None)
+                        return NOT_APPLIED
+                    if stop_at < self.settle_until:
+                        raise self.unknown("the deadline ended before the settle window")
+                    assert failure is not None
+                    raise self.unknown(f"reading the account failed ({type(failure).__name__})")
+                await policy.sleep(max(0.0, min(now + interval, stop_at) - now))
+                interval = min(interval * 2, self.window / 4)
+        finally:
+            if token is not None:
+                _OUTER.reset(token)
+
+    def unknown(self, why: str) -> OutcomeUnknownError:
+        """The error that hands this outcome to the caller."""
+        cause = self.cause
+        what = "it was cancelled" if cause is None else f"{type(cause).__name__}: {cause}"
+        return OutcomeUnknownError(
+            f"{self.operation}: outcome unknown: the request may have been processed "
+            f"({what}), and {why}; settle it with client.reconcile(error.pending) before "
+            "sending it again",
+            cause=cause,
+            pending=self,
+        )
 
     def __repr__(self) -> str:
         why = "cancelled" if self.cancelled else type(self.cause).__name__
@@ -87,7 +211,7 @@ class PendingOutcome(Generic[T]):
 
 
 class PendingBook:
-    """The unsettled outcomes of one client (shared by its ``with_options`` copies)."""
+    """The outcomes one client gave up on (shared by its ``with_options`` copies)."""
 
     __slots__ = ("_items",)
 
@@ -102,6 +226,9 @@ class PendingBook:
 
     def items(self) -> list[PendingOutcome[Any]]:
         return list(self._items.values())
+
+    def for_target(self, target: str) -> list[PendingOutcome[Any]]:
+        return [p for p in self._items.values() if p.target == target]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -120,7 +247,9 @@ class TargetLocks:
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     @asynccontextmanager
-    async def hold(self, target: str) -> AsyncIterator[None]:
+    async def hold(self, target: str, timeout: float | None = None) -> AsyncIterator[None]:
+        """Hold ``target``'s lock; waiting longer than ``timeout`` seconds raises
+        :class:`~pecapi.PecTimeoutError` (nothing was sent)."""
         entry = self._locks.get(target)
         if entry is None:
             entry = (asyncio.Lock(), [0])
@@ -128,8 +257,11 @@ class TargetLocks:
         lock, users = entry
         users[0] += 1
         try:
-            async with lock:
+            await _acquire(lock, timeout, target)
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             users[0] -= 1
             if users[0] == 0:
@@ -137,3 +269,17 @@ class TargetLocks:
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+async def _acquire(lock: asyncio.Lock, timeout: float | None, target: str) -> None:
+    if timeout is None or not lock.locked():
+        await lock.acquire()
+        return
+    acquire: Awaitable[bool] = lock.acquire()
+    try:
+        await asyncio.wait_for(acquire, max(timeout, 0.0))
+    except asyncio.TimeoutError:
+        raise PecTimeoutError(
+            f"the deadline passed while an earlier write on {target} was in progress",
+            request_sent=False,
+        ) from None

@@ -98,6 +98,8 @@ class Pipeline:
         self.locks = TargetLocks()
         if session is not None:
             _disable_silent_resend(session)
+        elif not _CAN_STOP_RESEND:
+            raise ConfigurationError(_OLD_AIOHTTP)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -113,12 +115,13 @@ class Pipeline:
             # Sized to the throttle: a request past the gate never waits for a connection.
             limit = self.throttle.max_in_flight
             connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
                 auto_decompress=True,
             )
-            _disable_silent_resend(self._session)
+            _disable_silent_resend(session)  # before it is kept: never used unguarded
+            self._session = session
         return self._session
 
     async def aclose(self) -> None:
@@ -189,7 +192,12 @@ class Pipeline:
                 rejected = getattr(self._token, "token_rejected", None)
                 if rejected is None:
                     raise
-                await rejected(token)
+                try:
+                    await rejected(token)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    raise _token_error(exc) from exc
                 fresh = await self._get_token()
                 if fresh == token:
                     raise
@@ -197,13 +205,15 @@ class Pipeline:
 
         if endpoint.effect is Effect.READ:
             return await run_with_policy(Call(endpoint.name, Effect.READ), policy, once)
-        target = target or _default_target(exchange)
-        call = Call(endpoint.name, endpoint.effect, reconciler=reconciler, book=self.pending)
-        if target is None:
-            return await run_with_policy(call, policy, once)
-        call.target = target
-        async with self.locks.hold(target):
-            return await run_with_policy(call, policy, once)
+        call = Call(
+            endpoint.name,
+            endpoint.effect,
+            reconciler=reconciler,
+            book=self.pending,
+            locks=self.locks,
+            target=target or _default_target(exchange),
+        )
+        return await run_with_policy(call, policy, once)
 
     async def _get_token(self) -> str:
         """The token, as its own step before an attempt: a failure here is a
@@ -213,15 +223,7 @@ class Pipeline:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            retryable = isinstance(exc, TransportError) or (
-                isinstance(exc, PecApiError) and exc.status in (429, 500, 502, 503, 504)
-            )
-            raise TokenError(
-                f"no token from the token provider ({type(exc).__name__}: {exc}); "
-                "nothing was sent to the PEC API",
-                cause=exc,
-                retryable=retryable,
-            ) from exc
+            raise _token_error(exc) from exc
 
     async def attempt(
         self,
@@ -307,6 +309,18 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
 
 
+def _token_error(exc: Exception) -> TokenError:
+    retryable = isinstance(exc, TransportError) or (
+        isinstance(exc, PecApiError) and exc.status in (429, 500, 502, 503, 504)
+    )
+    return TokenError(
+        f"no token from the token provider ({type(exc).__name__}: {exc}); "
+        "nothing was sent to the PEC API",
+        cause=exc,
+        retryable=retryable,
+    )
+
+
 def _default_target(exchange: Exchange) -> str | None:
     """What a write is about: ``pec/<id>``, ``comunica_pec/<id>``; None for a creation."""
     id = exchange.params.get("id")
@@ -315,16 +329,21 @@ def _default_target(exchange: Exchange) -> str | None:
     return exchange.endpoint.path.split("/", 2)[1] + "/" + id
 
 
+_OLD_AIOHTTP = (
+    f"aiohttp {aiohttp.__version__} silently re-sends dropped GET requests (a paid renewal "
+    "among them) and cannot be told not to: pecapi needs aiohttp >= 3.11"
+)
+# aiohttp 3.11 added the switch, as an attribute every session sets in __init__.
+_CAN_STOP_RESEND = "_retry_connection" in getattr(aiohttp.ClientSession, "ATTRS", ())
+
+
 def _disable_silent_resend(session: aiohttp.ClientSession) -> None:
     # aiohttp re-sends a GET/HEAD/DELETE/... once when a kept-alive connection turns out
     # to be dead. The PEC API renews (and charges) on GET /pec/{id}/rinnovo, so that hidden
     # second request could charge twice: pecapi decides about every resend itself. An
     # aiohttp without the switch (before 3.11) cannot be made safe: refuse it.
     if not isinstance(getattr(session, "_retry_connection", None), bool):
-        raise ConfigurationError(
-            f"aiohttp {aiohttp.__version__} silently re-sends dropped GET requests (a paid "
-            "renewal among them) and cannot be told not to: pecapi needs aiohttp >= 3.11"
-        )
+        raise ConfigurationError(_OLD_AIOHTTP)
     session._retry_connection = False
 
 

@@ -31,14 +31,17 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
 from pecapi.errors import (
+    ClientClosedError,
+    ConfigurationError,
     OutcomeUnknownError,
     PecApiError,
     PecError,
+    PecTimeoutError,
     RateLimitError,
     ResponseDecodeError,
     ServerError,
@@ -47,7 +50,14 @@ from pecapi.errors import (
     ValidationError,
 )
 from pecapi.transport.endpoint import Effect
-from pecapi.transport.pending import PendingBook, PendingOutcome
+from pecapi.transport.pending import (
+    NotApplied,
+    PendingBook,
+    PendingOutcome,
+    Reconciler,
+    TargetLocks,
+    outer_deadline,
+)
 
 __all__ = ["Attempt", "Decision", "Reconciler", "RetryPolicy", "classify", "run_with_policy"]
 
@@ -154,18 +164,6 @@ class RetryPolicy:
         return max(0.0, self.jitter(cap))
 
 
-class Reconciler(Protocol[T_co]):
-    """Finds out whether a write whose outcome is unknown took effect.
-
-    ``prepare`` runs before the first attempt (e.g. to note the current expiry before a
-    renewal); ``check`` returns the operation's result if the change is there, else None.
-    """
-
-    async def prepare(self) -> None: ...
-
-    async def check(self) -> T_co | None: ...
-
-
 class Decision(enum.Enum):
     """What a failed attempt allows."""
 
@@ -197,72 +195,8 @@ def classify(error: BaseException, effect: Effect) -> Decision:
     return Decision.FAIL
 
 
-class _NotApplied:
-    """The account showed no change after the whole settle window."""
-
-    def __repr__(self) -> str:
-        return "NOT_APPLIED"
-
-
-NOT_APPLIED = _NotApplied()
-
-
-async def settle(pending: PendingOutcome[T], deadline: float | None) -> T | _NotApplied:
-    """Watch the account for ``pending``'s effect until its window ends (or ``deadline``).
-
-    Returns the operation's result as soon as the change shows, :data:`NOT_APPLIED` when
-    a read made after the window still shows none, and raises
-    :class:`~pecapi.OutcomeUnknownError` when the deadline ends first or the last read
-    failed.
-    """
-    reconciler = pending.reconciler
-    if reconciler is None:
-        raise _unknown(pending, "it cannot be checked (the read before it failed)")
-    policy = pending.policy
-    clock = policy.clock
-    stop_at = pending.settle_until if deadline is None else min(pending.settle_until, deadline)
-    interval = pending.window / 16
-    while True:
-        checked_at = clock()
-        try:
-            done = await reconciler.check()
-        except PecError as exc:
-            failure: PecError | None = exc
-            done = None
-        else:
-            failure = None
-        if done is not None:
-            logger.info("%s: settled, the change had taken effect", pending.operation)
-            return done
-        if checked_at >= stop_at:
-            if failure is not None:
-                raise _unknown(pending, f"reading the account failed ({type(failure).__name__})")
-            if checked_at >= pending.settle_until:
-                return NOT_APPLIED
-            raise _unknown(pending, "the deadline ended before the settle window")
-        now = clock()
-        await policy.sleep(max(0.0, min(now + interval, stop_at) - now))
-        interval = min(interval * 2, pending.window / 4)
-
-
-def _unknown(pending: PendingOutcome[Any], why: str) -> OutcomeUnknownError:
-    cause = pending.cause
-    what = "it was cancelled" if cause is None else f"{type(cause).__name__}: {cause}"
-    hint = (
-        "; settle it with client.reconcile(error.pending) before sending it again"
-        if pending.reconciler is not None
-        else "; check the account before sending it again"
-    )
-    return OutcomeUnknownError(
-        f"{pending.operation}: outcome unknown: the request may have been processed ({what}), "
-        f"and {why}{hint}",
-        cause=cause,
-        pending=pending,
-    )
-
-
 def _notify(
-    policy: RetryPolicy, operation: str, attempt: int, error: PecError, wait: float, settle: bool
+    policy: RetryPolicy, operation: str, attempt: int, error: PecError, wait: float, settling: bool
 ) -> None:
     info = Attempt(
         operation=operation,
@@ -270,9 +204,9 @@ def _notify(
         error=error,
         reason=type(error).__name__,
         wait=wait,
-        reconcile=settle,
+        reconcile=settling,
     )
-    if settle:
+    if settling:
         logger.info(
             "%s: attempt %d failed (%s: %s); settling for up to %.1fs before any resend",
             operation, attempt, info.reason, error, wait,
@@ -305,7 +239,7 @@ def _wait_before_retry(
 class Call(Generic[T]):
     """One operation under its policy: what :func:`run_with_policy` needs besides it."""
 
-    __slots__ = ("book", "effect", "operation", "reconciler", "target")
+    __slots__ = ("book", "effect", "locks", "operation", "reconciler", "target")
 
     def __init__(
         self,
@@ -314,83 +248,140 @@ class Call(Generic[T]):
         *,
         reconciler: Reconciler[T] | None = None,
         book: PendingBook | None = None,
+        locks: TargetLocks | None = None,
         target: str | None = None,
     ) -> None:
         self.operation = operation
         self.effect = effect
         self.reconciler = reconciler
         self.book = book
+        self.locks = locks
         self.target = target
+
+
+def _deadline(policy: RetryPolicy) -> float | None:
+    """This call's deadline: its own, or sooner that of the call it serves (a settle read)."""
+    own = None if policy.deadline is None else policy.clock() + policy.deadline
+    outer = outer_deadline(policy.clock)
+    if outer is None:
+        return own
+    return outer if own is None else min(own, outer)
 
 
 async def run_with_policy(
     call: Call[T], policy: RetryPolicy, once: Callable[[float | None], Awaitable[T]]
 ) -> T:
-    """Run ``once(time_left)`` under ``policy``; ``time_left`` caps the attempt's timeout."""
+    """Run ``once(time_left)`` under ``policy``; ``time_left`` caps the attempt's timeout.
+
+    A write with a target holds the target's lock for the whole call (see
+    :class:`TargetLocks`), and first settles what an earlier call on the target left
+    pending: its own reconciliation could otherwise take that write's change for its own.
+    """
+    deadline = _deadline(policy)
+    if call.locks is None or call.target is None:
+        return await _run(call, policy, once, deadline)
+    left = None if deadline is None else deadline - policy.clock()
+    async with call.locks.hold(call.target, left):
+        if call.book is not None:
+            for earlier in call.book.for_target(call.target):
+                await earlier.settle(deadline if earlier.policy.clock is policy.clock else None)
+        return await _run(call, policy, once, deadline)
+
+
+async def _run(
+    call: Call[T],
+    policy: RetryPolicy,
+    once: Callable[[float | None], Awaitable[T]],
+    deadline: float | None,
+) -> T:
     clock = policy.clock
-    deadline = None if policy.deadline is None else clock() + policy.deadline
     operation, effect = call.operation, call.effect
     reconciler = call.reconciler if effect is not Effect.READ and policy.reconcile else None
     if reconciler is not None:
         try:
             await reconciler.prepare()
+        except (ClientClosedError, ConfigurationError):
+            raise
         except PecError as exc:
             # The write goes out all the same and the API answers it (a wrong id gets the
             # operation's own error), but an unknown outcome can then not be checked.
             logger.info("%s: cannot prepare reconciliation (%s); no resend", operation, exc)
             reconciler = None
     attempt = 0
+    resent = False  # sent again after a window that showed no change
     while True:
         attempt += 1
+        left = None if deadline is None else deadline - clock()
+        if left is not None and left <= 0:
+            raise PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
         try:
-            return await once(None if deadline is None else deadline - clock())
+            return await once(left)
         except asyncio.CancelledError:
-            if effect is not Effect.READ:
+            if reconciler is not None:
                 # The request may be on its way: what it did is for client.reconcile().
-                _pending(call, policy, reconciler, None, cancelled=True)
+                _pending(call, policy, reconciler, None).give_up(cancelled=True)
             raise
         except PecError as error:
             decision = classify(error, effect)
             if decision is Decision.FAIL:
+                if resent and reconciler is not None:
+                    # Refused (say "taken"): the first write may have landed after all.
+                    done = await _check_once(reconciler)
+                    if done is not None:
+                        return done
                 raise
             if decision is Decision.RETRY:
                 delay = _wait_before_retry(policy, error, attempt, deadline)
                 if delay is None:
                     raise
-                _notify(policy, operation, attempt, error, delay, settle=False)
+                _notify(policy, operation, attempt, error, delay, settling=False)
                 await policy.sleep(delay)
                 continue
-            pending = _pending(call, policy, reconciler, error, cancelled=False)
-            if not policy.reconcile:
-                raise _unknown(pending, "reconciliation is off") from error
-            _notify(policy, operation, attempt, error, pending.window, settle=True)
-            result = await settle(pending, deadline)
-            pending.resolve()
-            if not isinstance(result, _NotApplied):
+            if reconciler is None:
+                why = "reconciliation is off" if not policy.reconcile else "it cannot be checked"
+                raise OutcomeUnknownError(
+                    f"{operation}: outcome unknown: the request may have been processed "
+                    f"({type(error).__name__}: {error}), and {why}; check the account before "
+                    "sending it again",
+                    cause=error,
+                ) from error
+            pending = _pending(call, policy, reconciler, error)
+            window = pending.window
+            if deadline is not None:
+                window = max(0.0, min(window, deadline - clock()))
+            _notify(policy, operation, attempt, error, window, settling=True)
+            try:
+                result = await pending.settle(deadline)
+            except OutcomeUnknownError:
+                pending.give_up()
+                raise
+            except asyncio.CancelledError:
+                pending.give_up(cancelled=True)
+                raise
+            if not isinstance(result, NotApplied):
                 return result
             # Settled: the write did not take effect. Send it again if the policy allows.
             if attempt >= policy.max_attempts or (deadline is not None and clock() >= deadline):
                 raise
             logger.info("%s: no change after the settle window; sending again", operation)
+            resent = True
+
+
+async def _check_once(reconciler: Reconciler[T]) -> T | None:
+    try:
+        return await reconciler.check()
+    except PecError:
+        return None
 
 
 def _pending(
-    call: Call[T],
-    policy: RetryPolicy,
-    reconciler: Reconciler[T] | None,
-    cause: PecError | None,
-    *,
-    cancelled: bool,
+    call: Call[T], policy: RetryPolicy, reconciler: Reconciler[T], cause: PecError | None
 ) -> PendingOutcome[T]:
-    pending = PendingOutcome(
+    return PendingOutcome(
         operation=call.operation,
         target=call.target,
         cause=cause,
-        cancelled=cancelled,
         reconciler=reconciler,
         policy=policy,
         book=call.book,
     )
-    if call.book is not None:
-        call.book.add(pending)
-    return pending
