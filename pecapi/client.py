@@ -145,9 +145,11 @@ class PecClient(AsyncClosing):
     # -- outcomes not known yet ----------------------------------------------------------
 
     def pending_outcomes(self) -> list[PendingOutcome[Any]]:
-        """Writes of this client (and its ``with_options`` copies) whose outcome is not
-        settled: those that raised :class:`~pecapi.OutcomeUnknownError`, and those whose
-        call was cancelled while the write was in flight or being settled."""
+        """Writes of this client (and its ``with_options`` copies) whose calls gave up on
+        them unsettled: those that raised :class:`~pecapi.OutcomeUnknownError`, and those
+        cancelled while the write was in flight or being settled. A write whose call is
+        still settling it is not listed. The next paid write on the same target settles
+        them first."""
         return self._pipeline.pending.items()
 
     async def reconcile(self, pending: PendingOutcome[T]) -> T | None:
@@ -155,9 +157,10 @@ class PecClient(AsyncClosing):
 
         Returns the operation's result (e.g. the renewed :class:`~pecapi.Mailbox`) as soon
         as the change shows, or None when a read made after the window still shows no
-        change: the write did not take effect and may be sent again. Raises
-        :class:`~pecapi.OutcomeUnknownError` when the account cannot be read (try again
-        later). Holds the target's lock, like the write itself did.
+        change: the write did not take effect and may be sent again. An outcome settled
+        already (by another call on the same target) returns what that found at once.
+        Raises :class:`~pecapi.OutcomeUnknownError` when the account cannot be read (try
+        again later). Holds the target's lock, like the write itself did.
         """
         if not isinstance(pending, PendingOutcome):
             raise ValidationError("pending", "must be a pecapi.PendingOutcome")

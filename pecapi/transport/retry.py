@@ -10,11 +10,12 @@ answer was lost. So:
 - a *write* is resent directly only when it certainly did not reach the API (the
   connection could not be opened, no token could be had, or 429: refused before
   anything was done);
-- a *write* whose outcome is unknown (timeout, connection lost after sending, a 5xx, an
-  unreadable 2xx) is *settled*: its reconciler reads the account at once and then at
-  growing intervals for ``RetryPolicy.settle`` seconds; as soon as the change shows, the
-  call returns it. Only when a read made after the whole window still shows no change is
-  the write sent again. If the deadline ends first, or the reads fail, the call raises
+- a *write* whose outcome is unknown (timeout, connection lost after sending, any 5xx, a
+  status the API does not send, an unreadable 2xx) is *settled*: its reconciler reads
+  the account at once and then at growing intervals for ``RetryPolicy.settle`` seconds;
+  as soon as the change shows, the call returns it. Only when a read made after the
+  whole window still shows no change is the write sent again. If the deadline ends
+  first, or the reads fail, the call raises
   :class:`~pecapi.OutcomeUnknownError` carrying the write's own error and a
   :class:`PendingOutcome` the caller can settle later (``client.reconcile(...)``);
 - nothing else is retried (400, 401, 402, 403, 404, 406, 428...).
@@ -47,6 +48,7 @@ from pecapi.errors import (
     ServerError,
     TokenError,
     TransportError,
+    UnexpectedStatusError,
     ValidationError,
 )
 from pecapi.transport.endpoint import Effect
@@ -67,7 +69,6 @@ T_co = TypeVar("T_co", covariant=True)
 logger = logging.getLogger("pecapi")
 
 _READ_STATUSES = frozenset({429, 500, 502, 503, 504})
-_WRITE_UNKNOWN_STATUSES = frozenset({500, 502, 503, 504})
 
 
 @attrs.frozen(kw_only=True)
@@ -190,8 +191,8 @@ def classify(error: BaseException, effect: Effect) -> Decision:
         return Decision.SETTLE if error.request_sent else Decision.RETRY
     if isinstance(error, ResponseDecodeError):
         return Decision.SETTLE
-    if isinstance(error, ServerError) and error.status in _WRITE_UNKNOWN_STATUSES:
-        return Decision.SETTLE
+    if isinstance(error, (ServerError, UnexpectedStatusError)):
+        return Decision.SETTLE  # a 5xx, or a status the API never sends: may have happened
     return Decision.FAIL
 
 
