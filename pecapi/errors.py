@@ -33,6 +33,8 @@ __all__ = [
     "PreconditionRequiredError",
     "RateLimitError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
+    "ScrubbedCause",
     "ServerError",
     "TokenError",
     "TransportError",
@@ -70,7 +72,32 @@ class ConfigurationError(PecError, ValueError):
 
 
 class ClientClosedError(PecError, RuntimeError):
-    """A call was made on a client after ``aclose()``."""
+    """A call was made on a client after ``aclose()``, or in an event loop other than
+    the one it was first used in (e.g. a second ``asyncio.run()``)."""
+
+
+class ScrubbedCause(Exception):
+    """What pecapi chains in place of a third-party exception (aiohttp's, the JSON
+    parser's...): its type and message, nothing else.
+
+    aiohttp's exceptions carry the request headers (``Authorization: Bearer ...``) in
+    their attributes, and their tracebacks hold frames whose locals are those headers;
+    error reporters record both. This copy keeps what is needed to debug (which error,
+    what it said) and has no traceback, attributes or chain of its own.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ScrubbedCause:
+        kind = type(exc)
+        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.message))
 
 
 class ValidationError(PecError, ValueError):
@@ -186,6 +213,27 @@ class ResponseDecodeError(_RequestError):
         if preview:
             detail = f"{detail}: {preview!r}"
         super().__init__(detail, method=method, url=url)
+
+
+class ResponseTooLargeError(ResponseDecodeError):
+    """The answer was larger than the client's limit for it (``limit``, in bytes, counted
+    after decompression): pecapi stopped reading it. See :class:`~pecapi.ResponseLimits`.
+
+    A read is not retried (the next answer would be as large); a write's outcome is
+    unknown (the server did answer) and is settled like any unreadable answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        method: str = "",
+        url: URL | str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.limit = limit
+        super().__init__(message, method=method, url=url, status=status, headers=headers)
 
 
 class PecApiError(_RequestError):

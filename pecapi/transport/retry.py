@@ -45,6 +45,7 @@ from pecapi.errors import (
     PecTimeoutError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     ServerError,
     TokenError,
     TransportError,
@@ -182,6 +183,8 @@ def classify(error: BaseException, effect: Effect) -> Decision:
     if isinstance(error, RateLimitError):
         return Decision.RETRY
     if effect is Effect.READ:
+        if isinstance(error, ResponseTooLargeError):
+            return Decision.FAIL  # the next answer would be as large
         if isinstance(error, (TransportError, ResponseDecodeError)):
             return Decision.RETRY
         if isinstance(error, PecApiError) and error.status in _READ_STATUSES:
