@@ -17,6 +17,7 @@ from pecapi.errors import (
     BadRequestError,
     ClientClosedError,
     ConfigurationError,
+    EventLoopError,
     InsufficientCreditError,
     NotAcceptableError,
     NotFoundError,
@@ -62,6 +63,7 @@ from pecapi.models import (
 )
 from pecapi.oauth import OAuthTokenProvider, all_pec_scopes, pec_scopes
 from pecapi.transport.auth import RenewableTokenProvider, StaticToken, TokenProvider
+from pecapi.transport.limits import ResponseLimits
 from pecapi.transport.options import RequestOptions, Timeout
 from pecapi.transport.pending import PendingOutcome
 from pecapi.transport.retry import Attempt, RetryPolicy
@@ -86,6 +88,7 @@ __all__ = [
     "ComunicaPecSummary",
     "ConfigurationError",
     "DomainCheck",
+    "EventLoopError",
     "InsufficientCreditError",
     "Mailbox",
     "MailboxRegistration",
@@ -111,9 +114,10 @@ __all__ = [
     "RenewableTokenProvider",
     "RequestOptions",
     "ResponseDecodeError",
+    "ResponseLimits",
     "ResponseTooLargeError",
-    "ScrubbedCause",
     "RetryPolicy",
+    "ScrubbedCause",
     "ServerError",
     "Sesso",
     "SottotipoCliente",

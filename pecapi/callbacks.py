@@ -3,25 +3,28 @@
 A registration (``MailboxRegistration.callback``) or a comunica_pec request
 (``ComunicaPecRequest.callback``) can name a :class:`~pecapi.Callback`: the API then calls
 its ``url`` when the mailbox or request changes state. With ``method`` POST (the default)
-the JSON travels in the form field ``field`` (default ``data``); with JSON it is the body::
+the JSON travels in the form field ``field`` (default ``data``); with JSON it is the body.
+A :class:`CallbackSigner` signs the URL for the mailbox's address, and the handler refuses
+deliveries to URLs it did not sign::
 
     from aiohttp import web
-    from pecapi.callbacks import CallbackEvent, handler
+    from pecapi.callbacks import CallbackEvent, CallbackSigner, handler
+
+    signer = CallbackSigner(os.environ["PEC_CALLBACK_KEY"])
+    callback = signer.callback("https://me.example/pec-callback", registration_address)
 
     async def on_event(event: CallbackEvent) -> None:
         if event.mailbox is not None:
             print(event.mailbox.id, event.stato, event.data)
 
     app = web.Application()
-    app.router.add_post("/pec-callback", handler(on_event))
+    app.router.add_post("/pec-callback", handler(on_event, verify=signer))
 
-The specification does not document the payload; what this module accepts is written in
-the README ("Tokens and callbacks").
-"""
+The specification does not document the payload; what this module accepts, and what a
+signed URL proves, is written in the README ("Tokens and callbacks")."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
@@ -30,7 +33,17 @@ from urllib.parse import parse_qs
 
 import attrs
 
-from pecapi.errors import PecError
+from pecapi.callback_limits import (
+    MAX_BODY,
+    MAX_DEPTH,
+    CallbackError,
+    CallbackTooLargeError,
+    decode_json,
+    field_names,
+    read_body,
+    read_multipart_field,
+)
+from pecapi.callback_signing import CallbackSigner
 from pecapi.models.comunica import ComunicaPec
 from pecapi.models.converter import structure
 from pecapi.models.enums import ComunicaPecState, MailboxState
@@ -40,8 +53,12 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = [
+    "MAX_BODY",
+    "MAX_DEPTH",
     "CallbackError",
     "CallbackEvent",
+    "CallbackSigner",
+    "CallbackTooLargeError",
     "handler",
     "parse_body",
     "parse_payload",
@@ -52,7 +69,7 @@ logger = logging.getLogger("pecapi")
 
 Kind = Literal["mailbox", "comunica_pec"]
 
-_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+MAX_FORM_FIELDS = 1000  # parse_qs's own guard against a body of a million "&"s
 _MAILBOX_STATES = frozenset(m.value for m in MailboxState)
 _COMUNICA_STATES = frozenset(m.value for m in ComunicaPecState)
 # Keys only a mailbox (Casella) has, and keys only a comunica_pec request has.
@@ -83,10 +100,6 @@ _COMUNICA_KEYS = frozenset(
         "cf",
     }
 )
-
-
-class CallbackError(PecError, ValueError):
-    """A callback delivery that cannot be read (not JSON, no object, not a known kind...)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -141,13 +154,6 @@ def _kind_of(obj: Mapping[str, Any]) -> Kind | None:
     return None
 
 
-def _json(text: str | bytes, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        raise CallbackError(f"{where} is not valid JSON") from None
-
-
 def parse_payload(payload: Any) -> CallbackEvent:
     """The event for a decoded JSON value: a mailbox or request object, bare or wrapped in
     the API's envelope ``{"data": ..., "success", "message", "error"}``."""
@@ -158,7 +164,7 @@ def parse_payload(payload: Any) -> CallbackEvent:
     if _kind_of(payload) is None and "data" in payload:
         inner = payload["data"]
         if isinstance(inner, str):  # a JSON document inside the JSON: be lenient
-            inner = _json(inner, "the envelope's data")
+            inner = decode_json(inner, "the envelope's data")
         if not isinstance(inner, dict):
             raise CallbackError("the envelope's data is not an object")
         obj = inner
@@ -175,6 +181,9 @@ def parse_payload(payload: Any) -> CallbackEvent:
         )
     except Exception as exc:  # the converter is lenient: this is a bug-shaped payload
         raise CallbackError(f"the {kind} cannot be read ({type(exc).__name__})") from None
+    if not isinstance(item.id, str) or not item.id.strip():
+        # an event about no object in particular cannot be acted on, only misapplied
+        raise CallbackError(f"the {kind} has no id")
     callback = item.callback
     data = callback.data if callback is not None else None
     return CallbackEvent(
@@ -183,7 +192,7 @@ def parse_payload(payload: Any) -> CallbackEvent:
 
 
 def _from_form_value(value: str, field: str) -> CallbackEvent:
-    return parse_payload(_json(value, f"the form field {field!r}"))
+    return parse_payload(decode_json(value, f"the form field {field!r}"))
 
 
 def parse_body(
@@ -203,76 +212,110 @@ def parse_body(
         mime not in ("application/json",) and not looks_json
     ):
         try:
-            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+            form = parse_qs(
+                body.decode("utf-8"),
+                keep_blank_values=True,
+                strict_parsing=True,
+                max_num_fields=MAX_FORM_FIELDS,
+            )
         except (ValueError, UnicodeDecodeError):
             raise CallbackError("the callback's form cannot be decoded") from None
         values = form.get(field)
         if not values:
-            names = ", ".join(sorted(form)) or "none"
-            raise CallbackError(f"the form has no field {field!r} (fields: {names})")
+            raise CallbackError(f"the form has no field {field!r} (fields: {field_names(form)})")
         return _from_form_value(values[0], field)
-    return parse_payload(_json(body, "the callback's body"))
+    return parse_payload(decode_json(body, "the callback's body"))
 
 
-async def read_request(request: web.Request, *, field: str = "data") -> CallbackEvent:
-    """The event for an aiohttp request: JSON, form-urlencoded or multipart."""
+async def read_request(
+    request: web.Request, *, field: str = "data", max_body: int = MAX_BODY
+) -> CallbackEvent:
+    """The event for an aiohttp request: JSON, form-urlencoded or multipart. A body over
+    ``max_body`` bytes is a :class:`CallbackTooLargeError`, read no further."""
     from aiohttp import web
 
     if request.content_type == "multipart/form-data":
         try:
-            form = await request.post()
-        except web.HTTPException:
+            value = await read_multipart_field(request, field, max_body)
+        except (web.HTTPException, CallbackError):
             raise
-        except (ValueError, AssertionError, UnicodeDecodeError, OSError):
+        except Exception:  # aiohttp's multipart reader has no error type of its own
             raise CallbackError("the callback's multipart form cannot be decoded") from None
-        value = form.get(field)
-        if value is None:
-            names = ", ".join(sorted(set(form.keys()))) or "none"
-            raise CallbackError(f"the form has no field {field!r} (fields: {names})")
-        if isinstance(value, web.FileField):
-            raw = value.file.read()
-            try:
-                value = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise CallbackError(f"the form field {field!r} is not UTF-8") from None
-        return _from_form_value(str(value), field)
-    body = await request.read()
+        return _from_form_value(value, field)
+    body = await read_body(request, max_body)
     return parse_body(body, request.headers.get("Content-Type"), field=field)
 
 
 # -- the handler ---------------------------------------------------------------------------
 
 
+def _answer(status: int, message: str) -> web.StreamResponse:
+    from aiohttp import web
+
+    return web.json_response({"success": status == 200, "message": message}, status=status)
+
+
+def _authentic(signer: CallbackSigner, request: web.Request, event: CallbackEvent) -> bool:
+    # A function of its own so that the token never sits in the locals of handle(), whose
+    # frames end up in the tracebacks logged when on_event fails.
+    return signer.verify(signer.token_in(request.query), event.item.casella_pec)
+
+
 def handler(
-    on_event: Callable[[CallbackEvent], Awaitable[object]], *, field: str = "data"
+    on_event: Callable[[CallbackEvent], Awaitable[object]],
+    *,
+    field: str = "data",
+    verify: CallbackSigner | None = None,
+    max_body: int = MAX_BODY,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler that parses each delivery and awaits ``on_event(event)``.
 
-    It answers 200 once ``on_event`` has returned, 400 to a delivery it cannot read (with a
-    short reason, never a traceback) and 500 if ``on_event`` raised (logged, with its
-    traceback, on the ``pecapi`` logger), so that the sender may retry. ``field`` is the
-    form field holding the JSON (your callback's ``field``, default ``data``).
+    It answers 200 once ``on_event`` has returned; 400 to a delivery it cannot read and
+    413 to one over ``max_body`` bytes (with a short reason, never a traceback); 403 when
+    ``verify`` is a :class:`~pecapi.callbacks.CallbackSigner` and the URL called has no
+    valid signature for the object's ``casella_pec``; and 500 if ``on_event`` raised
+    (logged, with its traceback, on the ``pecapi`` logger), so that the sender may retry.
+    ``on_event`` is called only for deliveries answered 200 or 500. ``field`` is the form
+    field holding the JSON (your callback's ``field``, default ``data``).
     """
     if not isinstance(field, str) or not field:
         raise ValueError("field must be a non-empty string")
+    if verify is not None and not isinstance(verify, CallbackSigner):
+        raise TypeError("verify must be a pecapi.callbacks.CallbackSigner or None")
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+        raise ValueError("max_body must be a positive int")
 
     async def handle(request: web.Request) -> web.StreamResponse:
         from aiohttp import web
 
+        # Unsigned deliveries are refused before their body is read; a well-shaped
+        # signature is checked against the address once the body is.
+        if verify is not None and verify.token_in(request.query) is None:
+            logger.warning("refused a PEC callback: its URL has no signature")
+            return _answer(403, "the callback URL is not signed")
         try:
-            event = await read_request(request, field=field)
+            event = await read_request(request, field=field, max_body=max_body)
+        except CallbackTooLargeError as exc:
+            logger.warning("refused a PEC callback: %s", exc)
+            return _answer(413, str(exc))
         except CallbackError as exc:
             logger.warning("rejected a malformed PEC callback: %s", exc)
-            return web.json_response({"success": False, "message": str(exc)}, status=400)
+            return _answer(400, str(exc))
+        except web.HTTPException:  # aiohttp's own answers (its client_max_size: 413)
+            raise
+        except Exception as exc:  # a reader's bug is still the sender's bad body: no retry
+            logger.warning("rejected an unreadable PEC callback (%s)", type(exc).__name__)
+            return _answer(400, "the callback cannot be read")
+        if verify is not None and not _authentic(verify, request, event):
+            logger.warning("refused a PEC callback: its signature does not match the address")
+            return _answer(403, "the callback URL is not signed for this address")
         try:
             await on_event(event)
         except Exception:  # CancelledError is a BaseException: it propagates
             logger.exception(
                 "the PEC callback handler failed on a %s event (id %s)", event.kind, event.id
             )
-            return web.json_response(
-                {"success": False, "message": "the callback could not be processed"}, status=500
-            )
-        return web.json_response({"success": True, "message": ""})
+            return _answer(500, "the callback could not be processed")
+        return _answer(200, "")
 
     return handle

@@ -14,9 +14,10 @@ from pecapi.errors import ConfigurationError, ValidationError
 from pecapi.resources.comunica_pec import ComunicaPecRequests
 from pecapi.resources.domains import Domains
 from pecapi.resources.mailboxes import Mailboxes
-from pecapi.transport.auth import TokenProvider, resolve_token
+from pecapi.transport.auth import TokenProvider, resolve_token, seal
 from pecapi.transport.endpoint import Endpoint
 from pecapi.transport.exchange import no_body
+from pecapi.transport.limits import ResponseLimits
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import NotApplied, PendingOutcome
 from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
@@ -51,6 +52,7 @@ class PecClient(AsyncClosing):
     ``RetryPolicy()``); ``options=`` on a call or :meth:`with_options` change them.
     ``max_in_flight`` caps the requests in flight and ``rate_limit`` their rate (per
     second), across every call of the client (the connection pool is sized to match).
+    ``limits`` caps the size of the answers read (:class:`~pecapi.ResponseLimits`).
     """
 
     __slots__ = ("_defaults", "_pipeline", "_sandbox", "comunica_pec", "domains", "mailboxes")
@@ -66,21 +68,27 @@ class PecClient(AsyncClosing):
         retry: RetryPolicy | None = None,
         max_in_flight: int = 100,
         rate_limit: float | None = None,
+        limits: ResponseLimits | None = None,
     ) -> None:
+        sealed = seal(token)  # first: the frames of an error's traceback keep their locals
+        del token
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
+        if limits is not None and not isinstance(limits, ResponseLimits):
+            raise ConfigurationError("limits must be a pecapi.ResponseLimits")
         url = check_base_url(
             base_url if base_url is not None else (SANDBOX_URL if sandbox else PRODUCTION_URL)
         )
         self._sandbox = bool(sandbox)
         self._pipeline = Pipeline(
             base_url=url,
-            token=resolve_token(token, sandbox=self._sandbox),
+            token=resolve_token(sealed, sandbox=self._sandbox),
             session=session,
             throttle=Throttle(max_in_flight, rate_limit),
             defaults=RequestOptions(
                 timeout=Timeout.of(timeout) or DEFAULT_TIMEOUT, retry=retry or RetryPolicy()
             ),
+            limits=limits,
         )
         self._defaults = RequestOptions()
         self._bind()
@@ -106,6 +114,11 @@ class PecClient(AsyncClosing):
         return self._pipeline.closed
 
     @property
+    def limits(self) -> ResponseLimits:
+        """The largest answers this client reads (shared by its ``with_options`` copies)."""
+        return self._pipeline.limits
+
+    @property
     def retry_policy(self) -> RetryPolicy:
         """The retry policy calls of this client (or copy) use unless told otherwise."""
         return self._defaults.retry or self._pipeline.defaults.retry or RetryPolicy()
@@ -125,6 +138,8 @@ class PecClient(AsyncClosing):
         return clone
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_pipeline"):  # an __init__ that raised (a traceback's local)
+            return "PecClient(<not initialised>)"
         state = "closed" if self.closed else "open"
         return f"PecClient(base_url={str(self.base_url)!r}, sandbox={self._sandbox}, {state})"
 

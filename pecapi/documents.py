@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import enum
 import io
 import json
@@ -70,6 +71,8 @@ _P7M_OID: Final = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.
 _P7M_OID_WINDOW: Final = 64
 _PEM_HEADERS: Final = (b"-----BEGIN PKCS7", b"-----BEGIN CMS")
 _WHITESPACE: Final = b" \t\r\n\f\v"
+#: Characters of base64 text decoded to look for DER signedData (enough for the window).
+_B64_PROBE: Final = 128
 
 
 class DocumentKind(enum.Enum):
@@ -96,10 +99,33 @@ class DocumentKind(enum.Enum):
         """Whether ``head`` (the first bytes of a document) looks like this kind."""
         head = head[:HEAD_SIZE]
         if self is DocumentKind.PDF:
-            return _PDF_MAGIC in head
-        if head[:1] == b"\x30" and _P7M_OID in head[:_P7M_OID_WINDOW]:
+            # A .p7m wrapping a PDF holds the PDF's header in its first KB: not a PDF.
+            return _PDF_MAGIC in head and not _signed_data(head)
+        if _is_der_signed_data(head):
             return True
         return head.lstrip(_WHITESPACE).startswith(_PEM_HEADERS)
+
+
+def _is_der_signed_data(head: bytes) -> bool:
+    return head[:1] == b"\x30" and _P7M_OID in head[:_P7M_OID_WINDOW]
+
+
+def _signed_data(head: bytes) -> bool:
+    """Whether ``head`` starts CMS/PKCS#7 signed data (a .p7m): DER, PEM, or the DER in
+    base64 (``MII...``: how a .p7m saved as text begins)."""
+    if _is_der_signed_data(head):
+        return True
+    text = head.lstrip(_WHITESPACE)
+    if text.startswith(_PEM_HEADERS):
+        return True
+    if not text.startswith(b"MI"):  # base64 of 0x30 and a length byte
+        return False
+    chunk = b"".join(text[:_B64_PROBE].split())
+    try:
+        der = base64.b64decode(chunk[: len(chunk) // 4 * 4], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return _is_der_signed_data(der)
 
 
 @attrs.frozen(eq=False)
@@ -246,6 +272,12 @@ def _check_content(
 ) -> None:
     if size <= 0:
         raise ValidationError(field, f"{label} is empty{empty_hint}")
+    if kind is DocumentKind.PDF and _signed_data(head[:HEAD_SIZE]):
+        raise ValidationError(
+            field,
+            f"{label} is a signed .p7m envelope (CMS signed data): the API wants the PDF "
+            "itself, not the .p7m",
+        )
     if not kind.matches(head):
         raise ValidationError(field, f"{label} is not {kind.description}: {kind._expectation}")
 

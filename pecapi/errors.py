@@ -20,6 +20,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
+    "EventLoopError",
     "InsufficientCreditError",
     "NotAcceptableError",
     "NotFoundError",
@@ -74,6 +75,12 @@ class ConfigurationError(PecError, ValueError):
 class ClientClosedError(PecError, RuntimeError):
     """A call was made on a client after ``aclose()``, or in an event loop other than
     the one it was first used in (e.g. a second ``asyncio.run()``)."""
+
+
+class EventLoopError(ClientClosedError):
+    """The client (or token provider) was used in an event loop other than the one its
+    HTTP session was made in: typically a second ``asyncio.run()`` with a client made
+    for the first. A session cannot move between loops: make one client per loop."""
 
 
 class ScrubbedCause(Exception):

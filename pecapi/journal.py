@@ -96,7 +96,7 @@ class Journal:
             for text in fh:
                 try:
                     record = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):  # torn, or a hand-edited deep nest
                     continue
                 if isinstance(record, dict) and isinstance(record.get("key"), str):
                     records[record["key"]] = record

@@ -33,22 +33,22 @@ import aiohttp
 from yarl import URL
 
 from pecapi import __version__
-from pecapi.closing import AsyncClosing
+from pecapi.closing import AsyncClosing, check_loop
 from pecapi.errors import (
     ClientClosedError,
     ConfigurationError,
-    PecConnectionError,
     PecError,
-    PecTimeoutError,
     ResponseDecodeError,
-    TransportError,
     api_error_class,
     safe_url,
 )
 from pecapi.resources import comunica_pec as _comunica_pec
 from pecapi.resources import domains as _domains
 from pecapi.resources import mailboxes as _mailboxes
+from pecapi.secret import Secret
 from pecapi.transport.endpoint import Endpoint
+from pecapi.transport.limits import ACCEPT_ENCODING, TOKEN_ANSWER_LIMIT, read_limited
+from pecapi.transport.transport_errors import transport_error
 from pecapi.transport.urls import check_base_url
 
 __all__ = [
@@ -161,33 +161,13 @@ def all_pec_scopes(*, sandbox: bool) -> list[str]:
 # -- the provider ------------------------------------------------------------------------
 
 
-class _Secret:
-    """A string that never shows in a repr, a str or a traceback's locals."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> str | tuple[object, ...]:
-        raise TypeError("secrets are not picklable")
-
-
 class _Issued:
     """One token the service created, and when to stop handing it out."""
 
     __slots__ = ("expires_at", "refresh_at", "secret")
 
     def __init__(self, value: str, expires_at: float, refresh_at: float) -> None:
-        self.secret = _Secret(value)
+        self.secret = Secret(value)
         self.expires_at = expires_at
         self.refresh_at = refresh_at
 
@@ -195,16 +175,26 @@ class _Issued:
         return f"_Issued(<redacted>, expires_at={self.expires_at})"
 
 
-def _credential(value: str | None, env: str, what: str) -> str:
+def _credential(value: Secret | None, env: str, what: str) -> Secret:
+    """The credential given, else the environment's, checked. It travels as a
+    :class:`Secret` (``repr`` redacted) so that no frame of a ConfigurationError's
+    traceback holds it in plain text."""
     if value is None:
-        value = os.environ.get(env, "").strip()
-        if not value:
+        value = Secret(os.environ.get(env, "").strip())
+        if not value.reveal():
             raise ConfigurationError(f"no {what}: pass {what}=... or set {env} in the environment")
+    problem = _credential_problem(value.reveal())
+    if problem:
+        raise ConfigurationError(f"the {what} {problem}")
+    return Secret(value.reveal().strip())
+
+
+def _credential_problem(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"the {what} must be a non-empty string")
+        return "must be a non-empty string"
     if any(not ch.isprintable() for ch in value):
-        raise ConfigurationError(f"the {what} contains control characters")
-    return value.strip()
+        return "contains control characters"
+    return None
 
 
 def _check_scopes(scopes: Iterable[str], sandbox: bool) -> tuple[str, ...]:
@@ -306,13 +296,17 @@ class OAuthTokenProvider(AsyncClosing):
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
     ) -> None:
+        # The key is wrapped before anything can raise: the frames of a traceback keep
+        # their locals, and error reporters record them.
+        key = None if api_key is None else Secret(api_key)
+        del api_key
         self._sandbox = bool(sandbox)
         self._scopes = _check_scopes(scopes, self._sandbox)
-        email = _credential(email, EMAIL_ENV, "email")
+        email = _credential(None if email is None else Secret(email), EMAIL_ENV, "email").reveal()
         if ":" in email:
             raise ConfigurationError("the email must not contain ':'")
         key_env = SANDBOX_API_KEY_ENV if self._sandbox else API_KEY_ENV
-        key = _credential(api_key, key_env, "api_key")
+        key = _credential(key, key_env, "api_key")
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= _MAX_TTL:
             raise ConfigurationError("ttl must be an int of seconds from 60 to one year")
         if isinstance(renew_before, bool) or not isinstance(renew_before, (int, float)):
@@ -328,8 +322,7 @@ class OAuthTokenProvider(AsyncClosing):
             base_url if base_url is not None else default, secret="API key"
         )
         self._email = email
-        encoded = base64.b64encode(f"{email}:{key}".encode()).decode("ascii")
-        self._basic = _Secret(f"Basic {encoded}")
+        self._basic = _basic(email, key)
         self._ttl = ttl
         self._renew_before = float(renew_before)
         self._session = session
@@ -357,6 +350,8 @@ class OAuthTokenProvider(AsyncClosing):
         return self._current.expires_at if self._current is not None else None
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_basic"):  # an __init__ that raised (a traceback's local)
+            return "OAuthTokenProvider(<not initialised>)"
         return (
             f"OAuthTokenProvider(email={self._email!r}, sandbox={self._sandbox}, "
             f"scopes={len(self._scopes)}, base_url={str(self._base_url)!r})"
@@ -442,47 +437,47 @@ class OAuthTokenProvider(AsyncClosing):
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"}
             )
+        else:
+            check_loop(self._session, "OAuthTokenProvider")
         return self._session
 
     async def _create(self) -> _Issued:
+        # The answer is read and parsed in ``_exchange``; only its outcome comes back, so
+        # no frame of an error raised here holds the answer's bytes (a token, perhaps).
+        outcome = await self._exchange()
+        if isinstance(outcome, PecError):
+            raise outcome
+        return outcome
+
+    async def _exchange(self) -> _Issued | PecError:
         session = self._session_for_call()
         url = self._base_url.with_path(self._base_url.raw_path.rstrip("/") + "/token")
-        body = json.dumps({"scopes": list(self._scopes), "ttl": self._ttl}).encode()
         where: dict[str, Any] = {"method": "POST", "url": url}
         started = time.perf_counter()
         asked_at = self._clock()
         try:
             async with session.post(
                 url,
-                data=body,
-                headers={"Authorization": self._basic.reveal(), "Content-Type": "application/json"},
+                data=json.dumps({"scopes": list(self._scopes), "ttl": self._ttl}).encode(),
+                headers={
+                    "Authorization": self._basic.reveal(),
+                    "Content-Type": "application/json",
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                },
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 allow_redirects=False,
                 raise_for_status=False,  # whatever a session passed in says
-                auto_decompress=True,
+                auto_decompress=False,  # inflated by read_limited, bounded (see limits.py)
             ) as response:
                 status = response.status
                 headers = dict(response.headers)
-                raw = await response.read()
-        # ``from None`` throughout: aiohttp's exceptions carry the request's headers.
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):  # not TimeoutError on 3.10
-            raise PecTimeoutError(
-                f"the OAuth service gave no answer within {self._timeout}s", **where
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise PecConnectionError(
-                f"cannot connect to the OAuth service: {exc.strerror or type(exc).__name__}",
-                **where,
-                request_sent=False,
-            ) from None
-        except aiohttp.ClientConnectionError as exc:
-            raise PecConnectionError(
-                f"the OAuth service dropped the connection ({type(exc).__name__})", **where
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"HTTP failure talking to the OAuth service ({type(exc).__name__})", **where
-            ) from None
+                raw = await read_limited(
+                    response, TOKEN_ANSWER_LIMIT, setting="the token answer limit", inflate=True
+                )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
+            # Returned, not raised here: aiohttp's exception (it holds the request's
+            # headers, the credential) must not become the error's __context__.
+            return transport_error(exc, where, self._timeout, "OAuth service", quote=False)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "POST %s -> %s in %.1f ms",
@@ -493,22 +488,22 @@ class OAuthTokenProvider(AsyncClosing):
         payload: Any = None
         try:
             payload = json.loads(raw) if raw.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             payload = None
         if status >= 300 or not isinstance(payload, dict) or payload.get("success") is False:
             if status < 300 and not isinstance(payload, dict):
                 # A 2xx that is not the service's JSON: no body in the error (it could
                 # hold a token).
-                raise ResponseDecodeError(
+                return ResponseDecodeError(
                     "the OAuth service answered something that is not JSON",
                     **where,
                     status=status,
                     headers=headers,
                 )
-            raise _oauth_error(status, payload, raw, headers, url)
+            return _oauth_error(status, payload, raw, headers, url)
         found = _token_object(payload)
         if found is None or not _valid_token(found["token"]):
-            raise ResponseDecodeError(
+            return ResponseDecodeError(
                 "the OAuth service's answer has no usable token", **where, status=status
             )
         return self._issued(found, asked_at)
@@ -530,22 +525,31 @@ class OAuthTokenProvider(AsyncClosing):
         return _Issued(found["token"], expires_at, refresh_at)
 
 
+def _basic(email: str, key: Secret) -> Secret:
+    return Secret("Basic " + base64.b64encode(f"{email}:{key.reveal()}".encode()).decode("ascii"))
+
+
 def _oauth_error(
     status: int, payload: Any, raw: bytes, headers: Mapping[str, str], url: URL
 ) -> PecError:
+    # The answer of a token service may carry a token even when it is an error (a
+    # gateway's 500 after the token was made): the error keeps the envelope's fields only,
+    # and the text of a non-JSON answer only when no token can hide in it.
     code: int | None = None
     message: str | None = None
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, int) and not isinstance(error, bool):
             code = error
-        elif isinstance(error, str) and error.strip().isdigit():
+        elif isinstance(error, str) and error.strip().isascii() and error.strip().isdigit():
             code = int(error)
         if isinstance(payload.get("message"), str) and payload["message"]:
             message = payload["message"]
-        body: Any = payload
+        body: Any = {k: payload[k] for k in ("success", "message", "error") if k in payload}
     else:
         text = raw.decode("utf-8", "replace")
+        if "token" in text.lower():
+            text = f"({len(raw)} bytes not shown: they may hold a token)"
         message = " ".join(text.split())[:200] or None
         body = text
     reason = message or f"HTTP {status}"

@@ -379,7 +379,12 @@ def test_parse_body_reads_forms_json_envelopes_and_bare_objects() -> None:
         assert event.mailbox.extra["unknown_field"] == 1
         assert event.data == {"a": 1}
     assert parse_body(form).message == "ok"
-    comunica = {"codice_registro_imprese": "x", "qualifica": "SOCIO", "cf_piva": "1"}
+    comunica = {
+        "id": "e" * 24,
+        "codice_registro_imprese": "x",
+        "qualifica": "SOCIO",
+        "cf_piva": "1",
+    }
     assert parse_payload(comunica).kind == "comunica_pec"
     assert parse_payload(comunica).data is None
     with pytest.raises(CallbackError, match="field 'data'"):

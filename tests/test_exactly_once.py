@@ -10,6 +10,7 @@ a second) and an injected clock where only pecapi's own windows are at stake.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ from tests.conftest import (
     no_sleep,
     wait_until,
 )
+from tests.leaks import secret_leaks
 
 USER = MailboxUser(
     nome="luca", cognome="bianchi", descrizione="d", email_gestione_password="l@d.it"
@@ -170,7 +172,7 @@ async def test_the_deadline_ends_the_window_with_a_pending_handle(
         await client.with_options(retry=policy).mailboxes.renew(box_id)
     error = info.value
     assert isinstance(error.cause, ServerError) and error.cause.status == 504  # the write's own
-    assert _leaks(error, DEFAULT_TOKEN) == []
+    assert secret_leaks(error, DEFAULT_TOKEN) == []
     pending = error.pending
     assert isinstance(pending, PendingOutcome)
     assert pending.operation == "mailboxes.renew" and pending.target == f"pec/{box_id}"
@@ -259,33 +261,12 @@ async def test_a_token_failure_is_typed_and_nothing_is_sent() -> None:
             assert "nothing was sent" in str(info.value)
             assert emu.requests == []  # not one request reached the PEC API
             assert c.pending_outcomes() == []
-            assert _leaks(info.value, "key-123", "owner@example.org:key-123") == []
+            credential = base64.b64encode(b"owner@example.org:key-123").decode()
+            assert secret_leaks(info.value, "key-123", credential) == []
             # a passing failure of the token service is retried, the paid write included
             oauth.fail_next(503, times=1)
             box = await c.mailboxes.register(make_registration())
     assert [ch.target_id for ch in emu.charges(operation="register")] == [box.id]
-
-
-def _leaks(error: BaseException, *canaries: str, frames: bool = False) -> list[str]:
-    """Where a canary shows in ``error``, its chain (``__cause__``, ``__context__``,
-    ``.cause``) and their attributes; with ``frames``, the locals of their traceback
-    frames too (not yet clean on every path: the open issue on secrets)."""
-    found: list[str] = []
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        exc = todo.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        texts = [str(exc), repr(exc), *(repr(v) for v in vars(exc).values())]
-        tb = exc.__traceback__ if frames else None
-        while tb is not None:
-            texts.extend(repr(v) for v in tb.tb_frame.f_locals.values())
-            tb = tb.tb_next
-        found += [f"{type(exc).__name__}: {c}" for c in canaries for t in texts if c in t]
-        todo += [exc.__cause__, exc.__context__, getattr(exc, "cause", None)]
-    return found
 
 
 # -- finding 5: the user's session settings ------------------------------------------------

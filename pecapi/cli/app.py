@@ -23,7 +23,7 @@ from pecapi.errors import PecError
 from . import demo, emulator, provision
 from .commands import COMMANDS, GROUPS, Command
 from .connection import add_connection_options, client_from_args
-from .exits import ExitCode, error_line, exit_code_for
+from .exits import ExitCode, InputFileError, error_line, exit_code_for
 from .fields import add_model_flags
 from .output import Download, Output
 
@@ -129,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PecError as exc:
         print(error_line(exc), file=sys.stderr, flush=True)
         return exit_code_for(exc)
+    except InputFileError as exc:
+        print(exc.line(), file=sys.stderr, flush=True)
+        return exc.code
     except KeyboardInterrupt:
         print("pecapi: interrupted", file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED

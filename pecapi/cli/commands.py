@@ -23,6 +23,7 @@ from pecapi.models.mailbox import MailboxRegistration, MailboxUser
 from pecapi.resources import comunica_pec, domains, mailboxes
 from pecapi.transport.endpoint import Effect, Endpoint
 
+from .connection import whole_number
 from .fields import build_model
 from .output import Availability, Download
 
@@ -194,7 +195,7 @@ COMMANDS: tuple[Command, ...] = (
         args=(
             MAILBOX_ID,
             _documents("PDF"),
-            arg("--spazio-conservazione", type=int, metavar="MB", help="multiple of 512"),
+            arg("--spazio-conservazione", type=whole_number, metavar="MB", help="multiple of 512"),
         ),
         call=lambda c, a: c.mailboxes.activate_conservation(
             a.id, a.documents, spazio_conservazione=a.spazio_conservazione
@@ -213,7 +214,7 @@ COMMANDS: tuple[Command, ...] = (
         name="renew",
         help="renew (or re-activate) a mailbox",
         endpoint=mailboxes.RENEW,
-        args=(MAILBOX_ID, arg("--anni", type=int, default=1, help="years (default 1)")),
+        args=(MAILBOX_ID, arg("--anni", type=whole_number, default=1, help="years (default 1)")),
         call=lambda c, a: c.mailboxes.renew(a.id, anni=a.anni),
     ),
     Command(

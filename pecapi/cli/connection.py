@@ -18,17 +18,26 @@ from pecapi.errors import ConfigurationError
 from pecapi.transport.auth import SANDBOX_TOKEN_ENV, TOKEN_ENV
 from pecapi.transport.retry import Attempt, RetryPolicy
 
-__all__ = ["add_connection_options", "client_from_args", "positive_int", "retry_policy"]
+__all__ = [
+    "add_connection_options",
+    "client_from_args",
+    "positive_int",
+    "retry_policy",
+    "whole_number",
+]
 
 
 def _whole_number(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= ``minimum``."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        # ASCII digits only: int() also takes "٣" and "1_000", and refuses over 4300
+        # digits with a ValueError of its own.
+        number = text.strip()
+        digits = number[1:] if number[:1] in ("-", "+") else number
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        value = int(number)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}")
         return value
@@ -38,6 +47,8 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
 
 positive_int = _whole_number(1)
 _non_negative = _whole_number(0)
+#: Any whole number in ASCII digits: the range is the library's to check (exit 5).
+whole_number = _whole_number(-(10**18))
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:

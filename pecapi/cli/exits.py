@@ -15,7 +15,7 @@ from pecapi.errors import (
     ValidationError,
 )
 
-__all__ = ["ExitCode", "error_line", "exit_code_for"]
+__all__ = ["ExitCode", "InputFileError", "error_line", "exit_code_for"]
 
 
 class ExitCode(enum.IntEnum):
@@ -30,6 +30,20 @@ class ExitCode(enum.IntEnum):
     CONFIGURATION = 6  # no token (or the token service refused the credentials), unreadable
     # --token-file, refused --base-url: nothing sent
     INTERRUPTED = 130  # Ctrl-C
+
+
+class InputFileError(Exception):
+    """A file named on the command line that cannot be used (missing, a folder, not UTF-8
+    text...): shown as ``pecapi: <path>: <reason>``, before anything is sent."""
+
+    def __init__(self, path: str, reason: str, code: ExitCode = ExitCode.INVALID_INPUT) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.code = code
+
+    def line(self) -> str:
+        return "pecapi: " + _one_line(str(self))
 
 
 def exit_code_for(exc: PecError) -> ExitCode:

@@ -133,6 +133,8 @@ def _read_json_object(source: str, what: str) -> dict[str, Any]:
         data = json.loads(text)
     except ValueError as exc:
         raise ValidationError("from_json", f"{source!r} is not valid JSON: {exc}") from None
+    except RecursionError:  # [[[[...]]]] deeper than the parser's stack
+        raise ValidationError("from_json", f"{source!r} is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError("from_json", f"{source!r} must hold a JSON object of {what}")
     return data
@@ -156,6 +158,8 @@ def _callback(value: Any) -> Callback:
             data = json.loads(data)
         except ValueError as exc:
             raise ValidationError("callback.data", f"is not valid JSON: {exc}") from None
+        except RecursionError:  # [[[[...]]]] deeper than the parser's stack
+            raise ValidationError("callback.data", "is nested too deeply") from None
     if data is not None and not isinstance(data, dict):
         raise ValidationError("callback.data", "must be a JSON object")
     callback = Callback(url=url, method=method, field=value.get("field"), data=data)

@@ -12,24 +12,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pecapi.provision import STATUSES, ProvisionOutcome, provision, read_registrations_csv
 
 from .connection import add_connection_options, client_from_args, positive_int
-from .exits import ExitCode
+from .exits import ExitCode, InputFileError
 from .output import Output
 from .progress import progress
 
 __all__ = ["add_parser"]
 
 
-def _rows(path: Path) -> int:
-    with path.open(encoding="utf-8-sig") as fh:
-        return max(0, sum(1 for line in fh if line.strip()) - 1)
+def _rows(path: Path, name: str) -> int:
+    """How many rows follow the header, or an InputFileError naming ``name``.
+
+    The whole file is read before anything is sent: a file that turns out unreadable
+    halfway would otherwise stop the run after some mailboxes were registered and paid.
+    """
+    try:
+        with path.open("rb") as fh:
+            # counted as csv.DictReader yields them: a quoted cell may span lines
+            return max(0, sum(1 for row in csv.reader(_utf8_lines(fh, name)) if row) - 1)
+    except OSError as exc:
+        raise InputFileError(name, exc.strerror or str(exc)) from None
+    except csv.Error as exc:
+        raise InputFileError(name, f"not a readable CSV file: {exc}") from None
+
+
+def _utf8_lines(fh: IO[bytes], name: str) -> Iterator[str]:
+    # decoded line by line (a newline byte is never inside a UTF-8 character) to say where
+    for number, raw in enumerate(fh, 1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            reason = f"line {number} is not UTF-8 text: save the file as UTF-8"
+            raise InputFileError(name, reason) from None
 
 
 def _record(outcome: ProvisionOutcome) -> dict[str, Any]:
@@ -40,9 +63,9 @@ def _record(outcome: ProvisionOutcome) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, out: Output) -> int:
     source = Path(args.file)
+    total = _rows(source, args.file)
     requests = read_registrations_csv(source)  # lazily; a bad header raises at once
     first = next(requests, None)
-    total = _rows(source)
     journal = Path(args.journal) if args.journal else source.with_suffix(".journal.jsonl")
     statuses: Counter[str] = Counter()
 

@@ -12,7 +12,7 @@ import attrs
 
 from pecapi.errors import ValidationError
 from pecapi.models.enums import CallbackMethod
-from pecapi.models.wire import from_unix
+from pecapi.models.wire import from_unix, nested_deeper_than
 
 __all__ = ["EMPTY_EXTRA", "Callback", "DomainCheck", "Timestamps", "extra_field"]
 
@@ -55,12 +55,21 @@ class Callback:
         if self.data is not None:
             if not isinstance(self.data, Mapping):
                 raise ValidationError("callback.data", "must be a mapping")
+            if nested_deeper_than(self.data, _MAX_DATA_DEPTH):
+                raise ValidationError(
+                    "callback.data", f"is nested deeper than {_MAX_DATA_DEPTH} levels"
+                )
             try:
                 json.dumps(self.data)
             except (TypeError, ValueError) as exc:
                 raise ValidationError(
                     "callback.data", f"cannot be encoded as JSON: {exc}"
                 ) from None
+
+
+#: ``callback.data`` deeper than this is refused: encoding it recurses once per level, so
+#: data that passes here at a shallow stack could still fail where the body is built.
+_MAX_DATA_DEPTH = 100
 
 
 @attrs.frozen(kw_only=True)

@@ -337,7 +337,9 @@ def parse_space(value: int | str | None, field: str, unit: int) -> int | str | N
         text = value.strip()
         relative = text.startswith("+")
         digits = text[1:] if relative else text
-        if not digits.isdigit():
+        # ASCII only: str.isdigit also accepts "²" and "①" (int() refuses them) and "٣".
+        # More than 18 digits is beyond any space, and int() refuses over 4300 of them.
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
             raise ValidationError(field, f"{value!r} is not a number of MB or '+N'")
         amount = int(digits)
     elif isinstance(value, int):

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 
 from pecapi.errors import ValidationError
 
 __all__ = [
     "format_date",
     "from_unix",
+    "nested_deeper_than",
     "parse_date_input",
     "parse_wire_date",
     "require_address",
     "split_address",
 ]
 
-_DATE_RE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*$")
+# re.ASCII: without it \d also matches other scripts' digits ("٠١/٠١/١٩٩٠").
+_DATE_RE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*$", re.ASCII)
 # Deliberately simple: a local part, one @, a dotted domain of letters, digits and hyphens.
 _ADDRESS_RE = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
@@ -79,3 +82,19 @@ def require_address(value: str, field: str) -> str:
     if split_address(value) is None:
         raise ValidationError(field, f"{value!r} is not a valid e-mail address")
     return value
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether ``value`` (JSON-like: mappings, lists, tuples) nests more than ``limit``
+    levels. Level by level, not recursively: it must not fail on what it is checking."""
+    level: list[object] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (Mapping, list, tuple))
+            for child in (item.values() if isinstance(item, Mapping) else item)
+        ]
+        if not level:
+            return False
+    return True

@@ -13,7 +13,7 @@ from pecapi.models.enums import ComunicaPecState
 from pecapi.resources._base import Resource, list_of, object_of
 from pecapi.resources.reconcile import NewItem, ReadBack
 from pecapi.transport.download import Destination, download_pdf
-from pecapi.transport.endpoint import Effect, Endpoint
+from pecapi.transport.endpoint import PDF_ACCEPT, Effect, Endpoint
 from pecapi.transport.options import RequestOptions
 from pecapi.transport.pipeline import json_body
 
@@ -54,6 +54,7 @@ POWER_OF_ATTORNEY: Endpoint[bytes] = Endpoint(
     path="/comunica_pec/{id}/procura_registro_imprese",
     effect=Effect.READ,
     decode=lambda reply: b"",
+    accept=PDF_ACCEPT,
 )
 ENDPOINTS = (LIST, CREATE, GET, UPLOAD_DOCUMENTS, POWER_OF_ATTORNEY)
 _UPLOADED = (ComunicaPecState.DOCUMENTI_CARICATI, ComunicaPecState.COMUNICAZIONE_EVASA)

@@ -36,7 +36,7 @@ from pecapi.resources.reconcile import (
     is_revoked,
 )
 from pecapi.transport.download import Destination, download_pdf
-from pecapi.transport.endpoint import Effect, Endpoint, Reply
+from pecapi.transport.endpoint import PDF_ACCEPT, Effect, Endpoint, Reply
 from pecapi.transport.options import RequestOptions
 from pecapi.transport.pipeline import encode_json, json_body
 
@@ -93,6 +93,7 @@ ACTIVATION_FORM: Endpoint[bytes] = Endpoint(
     path="/pec/{id}/modulo_attivazione",
     effect=Effect.READ,
     decode=lambda reply: b"",
+    accept=PDF_ACCEPT,
 )
 CONSERVATION_FORM: Endpoint[bytes] = Endpoint(
     name="mailboxes.conservation_form",
@@ -100,6 +101,7 @@ CONSERVATION_FORM: Endpoint[bytes] = Endpoint(
     path="/pec/{id}/modulo_conservazione",
     effect=Effect.READ,
     decode=lambda reply: b"",
+    accept=PDF_ACCEPT,
 )
 
 ENDPOINTS = (

@@ -1,24 +1,56 @@
-"""``python -m pecapi.testing``: serve an emulator until Ctrl-C (or SIGTERM)."""
+"""``python -m pecapi.testing``: serve an emulator until Ctrl-C (or SIGTERM).
+
+Exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 could not listen (port busy, no such
+address), 2 usage error (including a non-loopback ``--host`` with the public test token).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import ipaddress
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
 
-from .state import DEFAULT_TOKEN, Emulator
+from pecapi.transport.urls import is_loopback
+
+from .state import DEFAULT_TOKEN, Emulator, RunningEmulator
+
+PROG = "pecapi.testing"
+
+
+class _CannotStart(Exception):
+    """A one-line reason the server cannot start, and its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's options (shared with ``pecapi emulator``)."""
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
+    parser.add_argument("--port", type=_port, default=8080, help="port (0: any free port)")
     parser.add_argument(
-        "--token", default=DEFAULT_TOKEN, help="bearer token the emulator accepts (a test value)"
+        "--token",
+        default=DEFAULT_TOKEN,
+        help="bearer token the emulator accepts (default: the public test token, which is "
+        "refused with a non-loopback --host)",
     )
     parser.add_argument(
         "--production", action="store_true", help="production rules (default: sandbox)"
@@ -31,6 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="complete activations and comunica_pec steps at once",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of ids and faults")
+    parser.add_argument(
+        "--callback-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="also deliver callbacks to this host name or address (repeatable); by default "
+        "only to loopback",
+    )
+    parser.add_argument(
+        "--allow-external-callbacks",
+        action="store_true",
+        help="deliver callbacks to any host a request names (sends traffic off the machine)",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,29 +87,93 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    emulator = Emulator(
+def _check(args: argparse.Namespace) -> None:
+    # Anyone who can reach a non-loopback interface could use (and drain) the emulator with
+    # a token printed in the documentation: they must choose one of their own.
+    if not is_loopback(args.host) and args.token == DEFAULT_TOKEN:
+        raise _CannotStart(
+            f"{PROG}: --host {args.host or '(all interfaces)'} is not a loopback address: "
+            "give a --token of your own (the default one is public)",
+            2,
+        )
+
+
+async def _listen(
+    stack: contextlib.AsyncExitStack, emulator: Emulator, host: str, port: int
+) -> RunningEmulator:
+    try:
+        return await stack.enter_async_context(emulator.serve(host, port))
+    except OSError as exc:
+        # asyncio's own message repeats the address as a tuple: the errno's text is clearer
+        if isinstance(exc, socket.gaierror) or not exc.errno:
+            reason = exc.strerror or str(exc)
+        else:
+            reason = os.strerror(exc.errno)
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise _CannotStart(f"{PROG}: cannot listen on {where}: {reason}", 1) from None
+
+
+def _local_url(running: RunningEmulator) -> str:
+    """A URL pecapi's client accepts for this server (plain http only to loopback)."""
+    try:
+        address = ipaddress.ip_address(running.host)
+    except ValueError:
+        return running.url
+    if not address.is_unspecified:
+        return running.url
+    # a wildcard address is not one a client can connect to: its loopback is
+    loopback = "127.0.0.1" if address.version == 4 else "[::1]"
+    return f"http://{loopback}:{running.port}"
+
+
+def emulator_from_args(args: argparse.Namespace) -> Emulator:
+    """The emulator the parsed options describe (not served yet)."""
+    return Emulator(
         environment="production" if args.production else "sandbox",
         tokens={args.token: None},
         credit=args.credit,
         auto_process=args.auto_process,
         latency=args.latency,
         seed=args.seed,
+        callback_hosts=args.callback_host,
+        allow_external_callbacks=args.allow_external_callbacks,
     )
+
+
+async def serve(args: argparse.Namespace) -> None:
+    emulator = emulator_from_args(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with emulator.serve(args.host, args.port) as running:
-        print(running.url, flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        running = await _listen(stack, emulator, args.host, args.port)
+        url = _local_url(running)
+        print(url, flush=True)
         print(
-            f"pecapi.testing: {emulator.environment} emulator at {running.url} "
+            f"{PROG}: {emulator.environment} emulator at {url} "
             f"({_describe(args.token)}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
         )
+        if not is_loopback(running.host):
+            print(_remote_note(running), file=sys.stderr, flush=True)
         await stop.wait()
+
+
+def _remote_note(running: RunningEmulator) -> str:
+    wildcard = _local_url(running) != running.url
+    interface = f"every interface ({running.host})" if wildcard else running.host
+    target = running.host if not wildcard else "localhost"
+    target = f"[{target}]" if ":" in target else target
+    return (
+        f"{PROG}: listening on {interface} port {running.port}, reachable "
+        "from other machines; pecapi clients refuse plain http to a non-loopback host (the "
+        "token would travel in clear text): reach it through an https proxy, or an SSH "
+        f"tunnel (ssh -L {running.port}:{target}:{running.port} THIS-HOST, then --base-url "
+        f"http://127.0.0.1:{running.port})"
+    )
 
 
 def _describe(token: str) -> str:
@@ -73,9 +182,14 @@ def _describe(token: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C or SIGTERM."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+    """Serve until Ctrl-C or SIGTERM; the exit code (see the module docstring)."""
+    try:
+        _check(args)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args))
+    except _CannotStart as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return exc.code
     return 0
 
 

@@ -17,6 +17,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from pecapi.models.wire import nested_deeper_than
+
 from . import errors as E
 from .errors import ApiError, PlainError
 from .faults import Fault
@@ -36,6 +38,9 @@ Handler = Callable[["Emulator", list[str], "MultiMapping[str]", dict[str, Any]],
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
 TEXT_HEADERS: Mapping[str, str] = {"Content-Type": "text/plain; charset=utf-8"}
 MAX_BODY = 64 * 1024 * 1024
+# Deeper bodies are refused: what is stored is encoded again recursively (answers,
+# callbacks), where a body just under the parser's limit would fail after its commit.
+MAX_DEPTH = 128
 
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -375,9 +380,11 @@ class _Dispatcher:
             if raw.strip():
                 try:
                     parsed = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
+                    # RecursionError: [[[[...]]]] deeper than the parser's stack is a bad
+                    # body like any other, not a 500.
                     return _fail(E.BAD_JSON.error())
-                if not isinstance(parsed, dict):
+                if not isinstance(parsed, dict) or nested_deeper_than(parsed, MAX_DEPTH):
                     return _fail(E.BAD_JSON.error())
                 body = parsed
         try:

@@ -4,21 +4,36 @@ registration or comunica_pec request when its state changes.
 Each delivery is a background task the emulator tracks: deliveries about the same object go
 out in order, the others concurrently; :meth:`CallbackDeliverer.settled` waits for all of
 them and :meth:`CallbackDeliverer.aclose` cancels the rest (the emulator does it on shutdown).
+
+Deliveries go only to loopback hosts unless other hosts are allowed: a request names any URL
+it likes (the specification's examples name real domains), and an emulator run under a fuzzer
+or a test suite must not send traffic off the machine because of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
-__all__ = ["CallbackDeliverer", "Delivery"]
+from pecapi.transport.urls import is_loopback
+
+__all__ = ["REFUSED", "CallbackDeliverer", "Delivery"]
 
 Json = dict[str, Any]
+
+#: ``Delivery.error`` of a callback whose host is not allowed: no request was made.
+REFUSED = "refused"
+
+logger = logging.getLogger("pecapi.testing")
 
 
 @dataclass
@@ -27,8 +42,9 @@ class Delivery:
 
     ``method`` is the callback's method: ``POST`` (a form whose ``field`` holds the JSON) or
     ``JSON`` (the JSON as the body). ``status`` is the last HTTP status answered (None: no
-    answer), ``error`` the last failure without an answer (an exception's type name, or
-    ``"cancelled"``), ``attempts`` how many requests were made.
+    answer), ``error`` the last failure without an answer (an exception's type name,
+    ``"cancelled"``, or ``"refused"``: the host is not allowed and nothing was sent),
+    ``attempts`` how many requests were made.
     """
 
     url: str
@@ -44,6 +60,16 @@ class Delivery:
     delivered: bool = False
 
 
+def _normal_host(host: str) -> str:
+    # one spelling per host, as URL.host gives it: names in lower case, addresses in their
+    # short form without brackets ("[0:0::1]" and "::1" are the same host)
+    host = host.strip().strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -55,6 +81,12 @@ class CallbackDeliverer:
     while the receiver answers 5xx or no answer; a 2xx is delivered, a 4xx is final.
     ``envelope`` wraps the object as the API's answers do (``{data, success, message,
     error}``); False sends the object bare.
+
+    Only loopback hosts (127.0.0.0/8, ::1, ``localhost``) are called, plus the host names or
+    addresses in ``hosts``, or every host with ``allow_external``. The host is judged by
+    the URL as written, never looked up: a DNS query is traffic too, and a name that merely
+    resolves to loopback today may not tomorrow. A refused delivery is recorded with
+    ``error="refused"`` and no attempt, and logged once per host.
     """
 
     def __init__(
@@ -64,6 +96,8 @@ class CallbackDeliverer:
         retry_delay: float = 0.0,
         envelope: bool = True,
         timeout: float = 10.0,
+        hosts: Iterable[str] = (),
+        allow_external: bool = False,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -71,11 +105,26 @@ class CallbackDeliverer:
         self.retry_delay = retry_delay
         self.envelope = envelope
         self.timeout = timeout
+        self.hosts = frozenset(_normal_host(h) for h in hosts)
+        self.allow_external = allow_external
         self.deliveries: list[Delivery] = []
         self._queued: list[Delivery] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._refused_hosts: set[str] = set()
+
+    def allows(self, url: str) -> bool:
+        """Whether a callback to ``url`` would be sent (see the class docstring)."""
+        if self.allow_external:
+            return True
+        try:
+            host = URL(url).host
+        except (TypeError, ValueError):
+            return False
+        if not host:
+            return False
+        return is_loopback(host) or _normal_host(host) in self.hosts
 
     @property
     def pending(self) -> int:
@@ -98,6 +147,9 @@ class CallbackDeliverer:
             body=_dumps(payload),
         )
         self.deliveries.append(delivery)
+        if not self.allows(delivery.url):
+            self._refuse(delivery)
+            return delivery
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # a state change made outside any event loop: send it later
@@ -128,6 +180,20 @@ class CallbackDeliverer:
             await session.close()
 
     # --- internals --------------------------------------------------------------------------
+
+    def _refuse(self, delivery: Delivery) -> None:
+        delivery.error = REFUSED
+        try:
+            host = URL(delivery.url).host or delivery.url
+        except (TypeError, ValueError):
+            host = delivery.url
+        if host not in self._refused_hosts:  # once per host: a busy run would flood the log
+            self._refused_hosts.add(host)
+            logger.warning(
+                "pecapi.testing: callbacks to %s refused: not a loopback host (allow it with "
+                "--callback-host or Emulator(callback_hosts=[...]))",
+                host,
+            )
 
     def _start_queued(self) -> None:
         queued, self._queued = self._queued, []

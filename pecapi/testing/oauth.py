@@ -151,7 +151,7 @@ class OAuthEmulator:
             return _fail((status, status, "service temporarily unavailable"))
         try:
             body = json.loads(await request.read() or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # too deeply nested is a bad body too, not a 500
             return _fail(BAD_JSON)
         if not isinstance(body, dict):
             return _fail(BAD_JSON)

@@ -263,7 +263,8 @@ def decode_documents(value: Any, required: ErrorCode, wrong: ErrorCode) -> list[
 
 
 def is_pdf(data: bytes) -> bool:
-    return b"%PDF-" in data[:1024]
+    # A .p7m wrapping a PDF has the PDF's header in its first KB too: it is not a PDF.
+    return b"%PDF-" in data[:1024] and not is_p7m(data)
 
 
 def is_p7m(data: bytes) -> bool:
@@ -328,6 +329,8 @@ class Emulator:
         callback_attempts: int = 3,
         callback_retry_delay: float = 0.0,
         callback_envelope: bool = True,
+        callback_hosts: Iterable[str] = (),
+        allow_external_callbacks: bool = False,
     ) -> None:
         if environment not in HOSTS:
             raise ValueError("environment must be 'sandbox' or 'production'")
@@ -342,9 +345,14 @@ class Emulator:
         #: token -> unix time (emulator clock) from which it is answered 401 "Token expired";
         #: tokens not listed never expire
         self.token_expiry: dict[str, float] = dict(token_expiry or {})
-        #: delivers callbacks to the URLs of registrations and requests (see README)
+        #: delivers callbacks to the URLs of registrations and requests (see README); only
+        #: to loopback hosts, those in ``callback_hosts``, or any with allow_external_callbacks
         self.callbacks = CallbackDeliverer(
-            attempts=callback_attempts, retry_delay=callback_retry_delay, envelope=callback_envelope
+            attempts=callback_attempts,
+            retry_delay=callback_retry_delay,
+            envelope=callback_envelope,
+            hosts=callback_hosts,
+            allow_external=allow_external_callbacks,
         )
         self.wallet: Decimal = Decimal(credit)
         self.prices = prices if prices is not None else PriceList()

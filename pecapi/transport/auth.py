@@ -6,6 +6,7 @@ import os
 from typing import Protocol, runtime_checkable
 
 from pecapi.errors import ConfigurationError
+from pecapi.secret import Secret
 
 __all__ = [
     "SANDBOX_TOKEN_ENV",
@@ -49,16 +50,17 @@ class StaticToken:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigurationError("the token must be a non-empty string")
-        if any(ch.isspace() or not ch.isprintable() for ch in value):
-            # Would corrupt (or inject into) the Authorization header.
-            raise ConfigurationError("the token contains whitespace or control characters")
-        self._value = value
+    def __init__(self, value: str | Secret) -> None:
+        # Wrapped before anything can raise: a traceback's frames keep their locals.
+        secret = value if isinstance(value, Secret) else Secret(value)
+        del value
+        problem = _token_problem(secret.reveal())
+        if problem:
+            raise ConfigurationError(problem)
+        self._value = secret
 
     async def get_token(self) -> str:
-        return self._value
+        return self._value.reveal()
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
@@ -69,15 +71,31 @@ class StaticToken:
         raise TypeError("tokens are not picklable")
 
 
-def resolve_token(token: str | TokenProvider | None, *, sandbox: bool) -> TokenProvider:
+def _token_problem(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "the token must be a non-empty string"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        # Would corrupt (or inject into) the Authorization header.
+        return "the token contains whitespace or control characters"
+    return None
+
+
+def seal(token: str | Secret | TokenProvider | None) -> Secret | TokenProvider | None:
+    """``token`` with a plain string wrapped: the first thing a constructor taking a
+    token does, so that no frame of a later error holds it in plain text."""
+    return Secret(token) if isinstance(token, str) else token
+
+
+def resolve_token(token: str | Secret | TokenProvider | None, *, sandbox: bool) -> TokenProvider:
     """The token provider for a client: the argument, else the environment."""
+    token = seal(token)
     if token is None:
         name = SANDBOX_TOKEN_ENV if sandbox else TOKEN_ENV
-        value = os.environ.get(name, "").strip()
-        if not value:
+        found = Secret(os.environ.get(name, "").strip())
+        if not found.reveal():
             raise ConfigurationError(f"no token: pass token=... or set {name} in the environment")
-        return StaticToken(value)
-    if isinstance(token, str):
+        return StaticToken(found)
+    if isinstance(token, Secret):
         return StaticToken(token)
     if isinstance(token, TokenProvider):
         return token

@@ -26,8 +26,14 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    digits = text[1:] if text.startswith("-") else text
+    # ASCII only: str.isdigit accepts "²", which int() refuses; "--5" is not a number;
+    # int() refuses more than 4300 digits, and no error code has 19.
+    if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+        return int(text)
     return None
 
 
@@ -93,7 +99,9 @@ def decode_reply(exchange: Exchange, raw: RawResponse) -> Any:
         )
     try:
         payload = json.loads(raw.body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: a body nested deeper than the parser's stack ([[[[...]]]]) is
+        # as unreadable as broken JSON, and must be typed like it (a paid write settles).
         if status >= 300:
             text = raw.body.decode("utf-8", "replace")
             raise api_error(
@@ -138,7 +146,9 @@ def _decode_data(
     reply = Reply(status=raw.status, data=data, message=message, code=code, params=exchange.params)
     try:
         return exchange.endpoint.decode(reply)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        # RecursionError: data nested just under the parser's limit can still be too deep
+        # for the models' structuring.
         raise ResponseDecodeError(
             f"unexpected data for {exchange.endpoint}: {exc}",
             **where(exchange),

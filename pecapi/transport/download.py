@@ -12,15 +12,15 @@ from typing import Any
 import aiohttp
 
 from pecapi.errors import ResponseDecodeError, ValidationError
+from pecapi.transport.limits import LimitedBody, read_head
 from pecapi.transport.pipeline import Exchange, Pipeline, RawResponse, api_error
 
 __all__ = ["Destination", "download_pdf"]
 
 Destination = str | os.PathLike[str]
 
-_CHUNK = 64 * 1024
-_ERROR_BODY_LIMIT = 64 * 1024
 _PDF_MAGIC = b"%PDF-"
+_MAGIC_WITHIN = 1024
 
 
 class _Failed:
@@ -49,25 +49,31 @@ async def download_pdf(
 ) -> bytes | Path:
     """GET a PDF: its bytes when ``dest`` is None, else the path (or file) written."""
     _check_destination(dest)
+    limits, inflate = pipeline.limits, pipeline.inflate
 
     async def read(response: aiohttp.ClientResponse) -> bytes | Path | _Failed:
         if response.status != 200:
-            body = await response.content.read(_ERROR_BODY_LIMIT)
+            body = await read_head(response, limits.error_body, inflate=inflate)
             return _Failed(RawResponse(response.status, dict(response.headers), body))
-        first = await response.content.read(_CHUNK)
-        if _PDF_MAGIC not in first[:1024]:
-            rest = await response.content.read(_ERROR_BODY_LIMIT)
+        if dest is None:
+            limit, setting = limits.form, "ResponseLimits.form"
+        else:
+            limit, setting = limits.form_to_file, "ResponseLimits.form_to_file"
+        stream = LimitedBody(response, limit, setting=setting, inflate=inflate)
+        first = await stream.head(_MAGIC_WITHIN)
+        if _PDF_MAGIC not in first:
+            rest = await stream.head(limits.error_body - len(first))
             raise ResponseDecodeError(
                 "expected a PDF",
                 method=exchange.method,
                 url=exchange.url,
                 status=response.status,
                 headers=dict(response.headers),
-                body=first + rest,
+                body=(first + rest)[: limits.error_body],
             )
         if dest is None:
-            return first + await response.content.read()
-        return await _to_path(Path(dest), first, response)
+            return first + await stream.read()
+        return await _to_path(Path(dest), first, stream)
 
     def finish(result: bytes | Path | _Failed) -> bytes | Path:
         if isinstance(result, _Failed):
@@ -77,14 +83,14 @@ async def download_pdf(
     return await pipeline.send(exchange, read, finish)
 
 
-async def _to_path(path: Path, first: bytes, response: aiohttp.ClientResponse) -> Path:
+async def _to_path(path: Path, first: bytes, stream: LimitedBody) -> Path:
     # Written beside the target and renamed at the end: a failed or cancelled download
     # never leaves a half PDF under the requested name.
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(first)
-            async for chunk in response.content.iter_chunked(_CHUNK):
+            while chunk := await stream.chunk():
                 out.write(chunk)
         os.replace(temp_name, path)
     except BaseException:

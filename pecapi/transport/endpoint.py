@@ -13,9 +13,13 @@ from yarl import URL
 
 from pecapi.errors import ValidationError
 
-__all__ = ["Effect", "Endpoint", "Reply", "build_url"]
+__all__ = ["PDF_ACCEPT", "Effect", "Endpoint", "Reply", "build_url"]
 
 T = TypeVar("T")
+
+#: The ``Accept`` of the PDF forms: the spec gives their 200 as ``application/pdf`` and
+#: their errors as ``text/plain``; a server that negotiates would refuse JSON with 406.
+PDF_ACCEPT = "application/pdf, text/plain;q=0.5"
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -45,7 +49,8 @@ class Endpoint(Generic[T]):
 
     ``empty_when`` lists (HTTP status, API code) pairs that the API uses to say "nothing
     here" (e.g. GET /pec answering 404/200 for an account with no mailboxes): they are
-    decoded as a reply with ``data=None`` instead of raising.
+    decoded as a reply with ``data=None`` instead of raising. ``accept`` is the
+    ``Accept`` header: the content types the operation's answers have in the spec.
     """
 
     name: str
@@ -54,6 +59,7 @@ class Endpoint(Generic[T]):
     effect: Effect
     decode: Callable[[Reply], T]
     empty_when: frozenset[tuple[int, int]] = frozenset()
+    accept: str = "application/json"
 
     @property
     def params(self) -> tuple[str, ...]:

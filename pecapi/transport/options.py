@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import attrs
@@ -17,7 +18,9 @@ __all__ = ["DEFAULT_TIMEOUT", "RequestOptions", "Timeout"]
 def _positive_or_none(value: float | None, name: str) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # not (value > 0): NaN compares false to everything; infinity is no limit (say None)
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if bad or not (0 < value < math.inf):
         raise ValidationError(name, f"must be a positive number of seconds, not {value!r}")
 
 

@@ -20,17 +20,19 @@ import aiohttp
 from yarl import URL
 
 from pecapi import __version__
+from pecapi.closing import check_loop
 from pecapi.errors import (
     AuthenticationError,
     ClientClosedError,
     ConfigurationError,
+    EventLoopError,
     PecApiError,
-    PecConnectionError,
-    PecTimeoutError,
+    PecError,
     TokenError,
     TransportError,
     safe_url,
 )
+from pecapi.secret import Secret
 from pecapi.transport.auth import TokenProvider
 from pecapi.transport.decode import api_error, decode_reply, retry_after_seconds
 from pecapi.transport.endpoint import Effect, Endpoint, build_url
@@ -43,10 +45,12 @@ from pecapi.transport.exchange import (
     no_body,
     where,
 )
+from pecapi.transport.limits import ACCEPT_ENCODING, ResponseLimits, read_head, read_limited
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
 from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
 from pecapi.transport.throttle import Throttle
+from pecapi.transport.transport_errors import transport_error
 
 __all__ = [
     "BodyFactory",
@@ -83,6 +87,7 @@ class Pipeline:
         session: aiohttp.ClientSession | None = None,
         throttle: Throttle | None = None,
         defaults: RequestOptions | None = None,
+        limits: ResponseLimits | None = None,
     ) -> None:
         self.base_url = base_url
         self._token = token
@@ -91,6 +96,13 @@ class Pipeline:
         self.throttle = throttle or Throttle(100)
         self._closed = False
         self.defaults = defaults or RequestOptions(timeout=DEFAULT_TIMEOUT)
+        self.limits = limits or ResponseLimits()
+        # The readers inflate compressed answers themselves, at most 64 KiB per step:
+        # aiohttp before 3.14 inflates a whole network chunk at once (124 MiB from one
+        # chunk of a gzip bomb, measured on 3.12.2). Hence ``auto_decompress=False`` and
+        # an ``Accept-Encoding`` of only what limits.py inflates, in ``attempt``.
+        self.inflate = True
+        self._read_answer = _read_all(self.limits, inflate=self.inflate)
         # State the resources share across every copy of a client (with_options).
         self.shared: dict[str, Any] = {}
         # Writes whose outcome is not settled yet, and one paid write per target at once.
@@ -117,11 +129,13 @@ class Pipeline:
             connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
             session = aiohttp.ClientSession(
                 connector=connector,
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                auto_decompress=True,
+                headers={"User-Agent": USER_AGENT},
+                auto_decompress=False,
             )
             _disable_silent_resend(session)  # before it is kept: never used unguarded
             self._session = session
+        else:
+            check_loop(self._session, "PecClient")
         return self._session
 
     async def aclose(self) -> None:
@@ -161,7 +175,11 @@ class Pipeline:
     ) -> Any:
         """Send ``exchange`` and decode its JSON envelope with the endpoint's ``decode``."""
         return await self.send(
-            exchange, _read_all, lambda raw: decode_reply(exchange, raw), reconciler, target=target
+            exchange,
+            self._read_answer,
+            lambda raw: decode_reply(exchange, raw),
+            reconciler,
+            target=target,
         )
 
     async def send(
@@ -183,6 +201,7 @@ class Pipeline:
         policy = exchange.options.retry or DEFAULT_RETRY
 
         async def once(time_left: float | None) -> T:
+            # ``token`` is a Secret: this frame is in the traceback of every error below.
             token = await self._get_token()
             try:
                 return finish(await self.attempt(exchange, read, token, time_left))
@@ -193,7 +212,7 @@ class Pipeline:
                 if rejected is None:
                     raise
                 try:
-                    await rejected(token)
+                    await rejected(token.reveal())
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -215,12 +234,12 @@ class Pipeline:
         )
         return await run_with_policy(call, policy, once)
 
-    async def _get_token(self) -> str:
+    async def _get_token(self) -> Secret:
         """The token, as its own step before an attempt: a failure here is a
         :class:`TokenError`, which says that nothing was sent to the PEC API."""
         try:
-            return await self._token.get_token()
-        except asyncio.CancelledError:
+            return Secret(await self._token.get_token())
+        except (asyncio.CancelledError, EventLoopError):
             raise
         except Exception as exc:
             raise _token_error(exc) from exc
@@ -229,7 +248,7 @@ class Pipeline:
         self,
         exchange: Exchange,
         read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
-        token: str,
+        token: Secret,
         time_left: float | None = None,
     ) -> R:
         """One HTTP attempt: send, then ``read`` the response, with transport errors typed.
@@ -240,10 +259,7 @@ class Pipeline:
         timeout = exchange.options.timeout or DEFAULT_TIMEOUT
         if time_left is not None and (timeout.total is None or time_left < timeout.total):
             timeout = Timeout(total=max(time_left, 0.001), connect=timeout.connect)
-        headers = {"Authorization": f"Bearer {token}"}
         body = exchange.body()
-        if isinstance(body, bytes):
-            headers["Content-Type"] = "application/json"
         started = time.perf_counter()
         try:
             async with (
@@ -252,57 +268,48 @@ class Pipeline:
                     exchange.method,
                     exchange.url,
                     data=body,
-                    headers=headers,
+                    # Built in the call: no local of this frame holds the plain token.
+                    headers=_headers(token, exchange, json=isinstance(body, bytes)),
                     timeout=_client_timeout(timeout),
                     allow_redirects=False,
                     # A session passed in by the user may say otherwise: pecapi's error
                     # types and resend rules do not depend on its settings.
                     raise_for_status=False,
-                    auto_decompress=True,
+                    auto_decompress=not self.inflate,
                 ) as response,
             ):
                 result = await read(response)
                 status = response.status
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise PecTimeoutError(
-                "timed out opening the connection", **where(exchange), request_sent=False
-            ) from exc
-        except (
-            aiohttp.ServerTimeoutError,
-            asyncio.TimeoutError,
-        ) as exc:  # not TimeoutError on 3.10
-            raise PecTimeoutError(
-                f"no complete answer within {timeout.total}s", **where(exchange)
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise PecConnectionError(
-                f"cannot connect: {exc.strerror or type(exc).__name__}",
-                **where(exchange),
-                request_sent=False,
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise PecConnectionError("the response body was cut short", **where(exchange)) from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise PecConnectionError(
-                f"connection lost before a full response ({type(exc).__name__})",
-                **where(exchange),
-            ) from exc
-        except aiohttp.ClientResponseError as exc:
-            # Not chained: its request_info holds the request headers, the token included.
-            raise PecConnectionError(
-                f"invalid HTTP response ({exc.message})", **where(exchange)
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"HTTP failure ({type(exc).__name__})", **where(exchange)) from exc
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %s in %.1f ms",
-                exchange.method,
-                safe_url(exchange.url),
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
-        return result
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
+            if isinstance(exc, PecError):  # PecTimeoutError is a TimeoutError too
+                raise
+            error = transport_error(exc, where(exchange), timeout.total)
+        else:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %s in %.1f ms",
+                    exchange.method,
+                    safe_url(exchange.url),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
+            return result
+        # Raised here, outside the handler, so that aiohttp's exception is not even the
+        # implicit ``__context__``: it holds the request headers, and its traceback holds
+        # aiohttp's frames, whose locals are those headers. ``transport_error`` chained a
+        # scrubbed copy (its type and message) instead.
+        raise error
+
+
+def _headers(token: Secret, exchange: Exchange, *, json: bool) -> dict[str, str]:
+    headers = {
+        "Authorization": "Bearer " + token.reveal(),
+        "Accept": exchange.endpoint.accept,
+        "Accept-Encoding": ACCEPT_ENCODING,  # only what the readers can inflate
+    }
+    if json:
+        headers["Content-Type"] = "application/json"
+    return headers
 
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -347,6 +354,18 @@ def _disable_silent_resend(session: aiohttp.ClientSession) -> None:
     session._retry_connection = False
 
 
-async def _read_all(response: aiohttp.ClientResponse) -> RawResponse:
-    body = await response.read()
-    return RawResponse(response.status, dict(response.headers), body)
+def _read_all(
+    limits: ResponseLimits, *, inflate: bool
+) -> Callable[[aiohttp.ClientResponse], Awaitable[RawResponse]]:
+    async def read(response: aiohttp.ClientResponse) -> RawResponse:
+        if 200 <= response.status < 300:
+            body = await read_limited(
+                response, limits.json, setting="ResponseLimits.json", inflate=inflate
+            )
+        else:
+            # Cut, not refused: the status says what went wrong (and whether to retry);
+            # the body only adds the API's message.
+            body = await read_head(response, limits.error_body, inflate=inflate)
+        return RawResponse(response.status, dict(response.headers), body)
+
+    return read

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from pecapi.cli import ExitCode
-from pecapi.testing import Emulator
+from pecapi.testing import Emulator, Fault
 
 from .conftest import Run
 
@@ -54,3 +56,24 @@ async def test_token_with_whitespace_is_refused_without_echo(run_cli: Run, tmp_p
     result = await run_cli("--sandbox", "--token-file", str(token_file), "mailboxes", "list")
     assert result.code == ExitCode.CONFIGURATION
     assert CANARY not in result.out + result.err
+
+
+async def test_verbose_runs_through_faults_never_print_the_token(
+    api: Run, emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("OPENAPI_SANDBOX_TOKEN", CANARY)
+    box_id = emulator.seed_mailbox("a@testcert.legalmail.it")
+    faults = [Fault.drop_after(), Fault.truncated_body(), Fault.status(503), Fault.latency(2)]
+    results = []
+    for fault in faults:
+        emulator.faults.next(2, fault)
+        argv = ("--verbose", "--retries", "1", "--timeout", "0.3", "mailboxes", "get", box_id)
+        results.append(await api(*argv))
+        emulator.faults.clear()
+    assert all(r.code != 0 for r in results)
+    assert any("attempt" in r.err for r in results)  # verbose did say what happened
+    for result in results:
+        assert CANARY not in result.out + result.err
+    assert not any(CANARY in r.getMessage() + repr(r.args) for r in caplog.records)

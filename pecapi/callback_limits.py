@@ -1,0 +1,155 @@
+"""What a callback delivery may be, and reading one within those bounds: a body of at most
+``MAX_BODY`` bytes, JSON without NaN/Infinity nested at most ``MAX_DEPTH`` deep.
+
+Every failure is a :class:`CallbackError`: a sender's bad body must be answered 400, never
+reach the receiver's code as a ``RecursionError`` or a 500 the sender would retry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from pecapi.errors import PecError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_DEPTH",
+    "CallbackError",
+    "CallbackTooLargeError",
+    "decode_json",
+    "field_names",
+    "read_body",
+    "read_multipart_field",
+]
+
+#: the deepest nesting of arrays and objects in a delivery: room for the 100 levels of
+#: ``callback.data`` that ``Callback.check`` lets through, inside the envelope, the object
+#: and its callback; far from the parser's recursion limit (about 1000)
+MAX_DEPTH = 128
+#: the largest body :func:`handler` and :func:`read_request` read (bytes)
+MAX_BODY = 1024 * 1024
+
+
+class CallbackError(PecError, ValueError):
+    """A callback delivery that cannot be read (not JSON, no object, not a known kind...)."""
+
+
+class CallbackTooLargeError(CallbackError):
+    """A callback body over the size limit (``limit``, in bytes); the rest was not read."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the callback's body is larger than {limit} bytes")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.limit,))
+
+
+def field_names(names: Iterable[str]) -> str:
+    """A form's field names for a message: quoted and few, as the sender chose them (a
+    name could be a megabyte long, or hold a newline that forges a log line)."""
+    shown = sorted(names)
+    text = ", ".join(repr(n if len(n) <= 40 else n[:40] + "...") for n in shown[:10])
+    more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
+    return (text + more) or "none"
+
+
+# -- JSON -----------------------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise CallbackError(f"{name} is not a JSON number")
+
+
+def _check_shape(value: Any, where: str) -> None:
+    # Iterative, so a deep document cannot exhaust the stack here; MAX_DEPTH keeps the
+    # converter's and the user's recursive code safe afterwards.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):  # 1e999 reads as inf
+            raise CallbackError(f"{where} holds a number out of range")
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            raise CallbackError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+
+
+def decode_json(text: str | bytes, where: str) -> Any:
+    """The JSON value of ``text``; ``where`` names it in the :class:`CallbackError`."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except CallbackError as exc:
+        raise CallbackError(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:  # the C parser's own guard, below MAX_DEPTH's check
+        raise CallbackError(f"{where} is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an int too long to read
+        raise CallbackError(f"{where} is not valid JSON") from None
+    _check_shape(value, where)
+    return value
+
+
+# -- bodies within bounds -------------------------------------------------------------------
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request's body, if it is at most ``limit`` bytes (as decoded)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise CallbackTooLargeError(limit)
+    if not request.can_read_body:  # no body, or read already (by a middleware): cached
+        body = await request.read()
+    else:
+        # Read here, not with request.read(): the app's client_max_size may be far larger,
+        # and a compressed body grows past its Content-Length as it is decoded.
+        buffer = bytearray()
+        async for chunk in request.content.iter_any():
+            buffer += chunk
+            if len(buffer) > limit:
+                raise CallbackTooLargeError(limit)
+        body = bytes(buffer)
+    if len(body) > limit:
+        raise CallbackTooLargeError(limit)
+    return body
+
+
+async def read_multipart_field(request: web.Request, field: str, limit: int) -> str:
+    """The text of the multipart form's first ``field``; the whole form counts to ``limit``."""
+    from aiohttp import BodyPartReader
+
+    if request.content_length is not None and request.content_length > limit:
+        raise CallbackTooLargeError(limit)
+    reader = await request.multipart()
+    total = 0
+    value: bytes | None = None
+    names: set[str] = set()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise CallbackError("the callback's multipart form nests another one")
+        wanted = value is None and part.name == field
+        chunks = bytearray()
+        while chunk := await part.read_chunk():
+            total += len(chunk)  # every part counts, kept or not
+            if total > limit:
+                raise CallbackTooLargeError(limit)
+            if wanted:
+                chunks += chunk
+        names.add(part.name or "")
+        if wanted:
+            if part.headers.get("Content-Encoding", "identity").lower() != "identity":
+                raise CallbackError(f"the form field {field!r} is compressed")
+            # Content-Transfer-Encoding only, which never makes the value grow
+            value = bytes(part.decode(bytes(chunks)))
+    if value is None:
+        raise CallbackError(f"the form has no field {field!r} (fields: {field_names(names)})")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CallbackError(f"the form field {field!r} is not UTF-8") from None

@@ -1,0 +1,70 @@
+"""aiohttp's exceptions, typed as pecapi's, with a scrubbed copy chained in their place."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from pecapi.errors import (
+    PecConnectionError,
+    PecTimeoutError,
+    ScrubbedCause,
+    TransportError,
+)
+
+__all__ = ["transport_error"]
+
+
+def transport_error(
+    exc: BaseException,
+    where: dict[str, Any],
+    total: float | None,
+    service: str = "",
+    *,
+    quote: bool = True,
+) -> TransportError:
+    """The :class:`~pecapi.TransportError` for aiohttp's ``exc`` (or a timeout), with a
+    :class:`~pecapi.ScrubbedCause` as its ``__cause__``.
+
+    Never raise this from inside the ``except`` block that caught ``exc``: Python would
+    make ``exc`` its ``__context__``, and ``exc`` carries the request headers (the token)
+    in its attributes and in its traceback's frame locals.
+
+    ``quote=False`` leaves out aiohttp's message, which can quote the answer's bytes (a
+    bad status line, say): the token service's answer may hold a token.
+    """
+    to = f"{service}: " if service else ""
+    error: TransportError
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        error = PecTimeoutError(
+            f"{to}timed out opening the connection", **where, request_sent=False
+        )
+    elif isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        error = PecTimeoutError(f"{to}no complete answer within {total}s", **where)
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = PecConnectionError(
+            f"{to}cannot connect: {exc.strerror or type(exc).__name__}",
+            **where,
+            request_sent=False,
+        )
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        error = PecConnectionError(f"{to}the response body was cut short", **where)
+    elif isinstance(exc, aiohttp.ClientConnectionError):
+        error = PecConnectionError(
+            f"{to}connection lost before a full response ({type(exc).__name__})", **where
+        )
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        said = f" ({exc.message})" if quote else ""
+        error = PecConnectionError(f"{to}invalid HTTP response{said}", **where)
+    else:
+        error = TransportError(f"{to}HTTP failure ({type(exc).__name__})", **where)
+    error.__cause__ = (
+        ScrubbedCause.of(exc) if quote else ScrubbedCause(_name(exc), "(message not kept)")
+    )
+    return error
+
+
+def _name(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
