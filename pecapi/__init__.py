@@ -10,7 +10,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from pecapi.batch import Batch, BatchProgress, BatchResult
-from pecapi.callbacks import CallbackError, CallbackEvent
+from pecapi.callbacks import (
+    CallbackError,
+    CallbackEvent,
+    CallbackSigner,
+    CallbackTooLargeError,
+)
 from pecapi.client import PRODUCTION_URL, SANDBOX_URL, PecClient
 from pecapi.errors import (
     AuthenticationError,
@@ -81,6 +86,8 @@ __all__ = [
     "CallbackError",
     "CallbackEvent",
     "CallbackMethod",
+    "CallbackSigner",
+    "CallbackTooLargeError",
     "ClientClosedError",
     "ComunicaPec",
     "ComunicaPecRequest",

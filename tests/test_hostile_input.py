@@ -29,6 +29,7 @@ from pecapi import (
     Callback,
     ComunicaPec,
     Mailbox,
+    NotFoundError,
     OAuthTokenProvider,
     OutcomeUnknownError,
     PecClient,
@@ -102,6 +103,16 @@ async def test_a_nested_error_answer_is_the_statuss_typed_error(
     with pytest.raises(error) as info:
         await raw_client.mailboxes.list()
     assert getattr(info.value, "status", None) == status
+
+
+async def test_a_nested_error_answer_to_a_form_download_is_the_statuss_typed_error(
+    raw_client: PecClient, emulator: Emulator
+) -> None:
+    body = '{"message": ' + NESTED + "}"  # looks like the JSON envelope to the reader
+    emulator.faults.once(Fault.answer(404, body), path="/pec/*/modulo_attivazione")
+    with pytest.raises(NotFoundError) as info:
+        await raw_client.mailboxes.activation_form("6489d7c8e4b0f1a2b3c4d5e6")
+    assert info.value.status == 404
 
 
 async def test_an_error_code_in_unicode_digits_is_no_crash(

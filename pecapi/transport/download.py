@@ -109,7 +109,7 @@ def _form_error(exchange: Exchange, raw: RawResponse) -> Exception:
     if text.startswith("{"):
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             payload = None
         if isinstance(payload, dict):
             body = payload
