@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from pecapi import ComunicaPecRequest, MailboxRegistration, PecClient, RetryPolicy
 from pecapi.testing import DEFAULT_TOKEN, Emulator, RunningEmulator, samples
@@ -95,3 +97,17 @@ def make_comunica_request(**overrides: Any) -> ComunicaPecRequest:
 @pytest.fixture
 def registration() -> Callable[..., MailboxRegistration]:
     return make_registration
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free loopback port while the block runs; its base URL."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

@@ -40,7 +40,7 @@ from pecapi.callbacks import (
     parse_payload,
 )
 from pecapi.testing import DEFAULT_TOKEN, Emulator
-from tests.conftest import PDF_BYTES, make_comunica_request, make_registration
+from tests.conftest import PDF_BYTES, make_comunica_request, make_registration, serve_app
 
 OnEvent = Callable[[CallbackEvent], Awaitable[None]]
 ADDRESS = "mario.rossi@testcert.legalmail.it"
@@ -55,15 +55,8 @@ async def receiver(
     """A user's service mounting ``handler(on_event, ...)`` on loopback; its URL."""
     app = web.Application(client_max_size=client_max_size)
     app.router.add_post("/pec-callback", handler(on_event, **handler_kwargs))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/pec-callback"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/pec-callback"
 
 
 def collector() -> tuple[list[CallbackEvent], OnEvent]:

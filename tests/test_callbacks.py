@@ -28,7 +28,13 @@ from pecapi import (
 )
 from pecapi.callbacks import handler, parse_body, parse_payload
 from pecapi.testing import DEFAULT_TOKEN, Emulator
-from tests.conftest import P7M_BYTES, PDF_BYTES, make_comunica_request, make_registration
+from tests.conftest import (
+    P7M_BYTES,
+    PDF_BYTES,
+    make_comunica_request,
+    make_registration,
+    serve_app,
+)
 
 OnEvent = Callable[[CallbackEvent], Awaitable[None]]
 
@@ -38,15 +44,8 @@ async def receiver(on_event: OnEvent, *, field: str = "data") -> AsyncIterator[s
     """A service of the user's: ``handler(on_event)`` mounted on its own app, on loopback."""
     app = web.Application()
     app.router.add_post("/pec-callback", handler(on_event, field=field))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/pec-callback"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/pec-callback"
 
 
 @asynccontextmanager

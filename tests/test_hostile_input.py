@@ -46,7 +46,7 @@ from pecapi.models.converter import unstructure
 from pecapi.models.mailbox import SpaceChange
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, RunningEmulator
 from pecapi.testing.oauth import RunningOAuth
-from tests.conftest import PDF_BYTES, FakeTime, make_registration
+from tests.conftest import PDF_BYTES, FakeTime, make_registration, serve_app
 
 DEPTH = 100_000
 NESTED = "[" * DEPTH + "]" * DEPTH
@@ -55,20 +55,6 @@ BOX = "mario@testcert.legalmail.it"
 
 def _active(emulator: Emulator) -> str:
     return emulator.seed_mailbox(BOX, stato="evasa")
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """``app`` on a free loopback port while the block runs; its base URL."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 # -- deeply nested answers to the client ---------------------------------------------------
@@ -202,7 +188,7 @@ async def nested_after_commit(
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", forward)
-        async with serve(app) as url:
+        async with serve_app(app) as url:
             yield url, replaced
 
 
@@ -298,7 +284,7 @@ async def oauth_service(status: int, body: str) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", answer)
-    async with serve(app) as url:
+    async with serve_app(app) as url:
         yield url
 
 

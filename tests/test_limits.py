@@ -30,7 +30,7 @@ from pecapi import (
 )
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, RunningEmulator
 from pecapi.transport.limits import TOKEN_ANSWER_LIMIT, LimitedBody, read_head, read_limited
-from tests.conftest import FAST_RETRY, PDF_BYTES, make_registration, no_sleep
+from tests.conftest import FAST_RETRY, PDF_BYTES, make_registration, no_sleep, serve_app
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -58,15 +58,8 @@ async def serve(routes: dict[str, Handler]) -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", dispatch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield Server(f"http://127.0.0.1:{port}", hits)
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield Server(url, hits)
 
 
 def answer(body: bytes, *, encoding: str | None = None, chunked: bool = False) -> Handler:

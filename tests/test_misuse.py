@@ -13,7 +13,7 @@ from aiohttp import web
 from pecapi import EventLoopError, PecClient, RetryPolicy
 from pecapi.testing import DEFAULT_TOKEN, Emulator
 
-from .conftest import PDF_BYTES
+from .conftest import PDF_BYTES, serve_app
 
 BOX = "6489d7c8e4b0f1a2b3c4d5e6"
 
@@ -43,15 +43,8 @@ async def negotiating_server() -> AsyncIterator[tuple[str, list[str]]]:
     )
     envelope = b'{"data": [], "success": true, "message": "", "error": null}'
     app.router.add_get("/pec", offer("application/json", envelope))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url, seen
 
 
 async def test_each_endpoint_accepts_what_its_answers_are() -> None:
