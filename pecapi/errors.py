@@ -99,9 +99,11 @@ class ScrubbedCause(Exception):
         super().__init__(f"{type_name}: {message}" if message else type_name)
 
     @classmethod
-    def of(cls, exc: BaseException) -> ScrubbedCause:
+    def of(cls, exc: BaseException, *, keep_message: bool = True) -> ScrubbedCause:
+        """The copy of ``exc``; without its message when that may quote a secret."""
         kind = type(exc)
-        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc))
+        message = str(exc) if keep_message else "(message not kept)"
+        return cls(f"{kind.__module__}.{kind.__qualname__}", message)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.type_name, self.message))

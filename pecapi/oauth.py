@@ -48,7 +48,7 @@ from pecapi.resources import mailboxes as _mailboxes
 from pecapi.secret import Secret
 from pecapi.transport.endpoint import Endpoint
 from pecapi.transport.limits import ACCEPT_ENCODING, TOKEN_ANSWER_LIMIT, read_limited
-from pecapi.transport.transport_errors import transport_error
+from pecapi.transport.transport_errors import raise_unchained, transport_error
 from pecapi.transport.urls import check_base_url
 
 __all__ = [
@@ -446,7 +446,7 @@ class OAuthTokenProvider(AsyncClosing):
         # no frame of an error raised here holds the answer's bytes (a token, perhaps).
         outcome = await self._exchange()
         if isinstance(outcome, PecError):
-            raise outcome
+            raise_unchained(outcome)
         return outcome
 
     async def _exchange(self) -> _Issued | PecError:

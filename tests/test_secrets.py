@@ -349,3 +349,37 @@ async def test_the_scrubbed_cause_keeps_what_is_needed_to_debug() -> None:
     assert "two-hundred" in cause.message or "status" in cause.message.lower()
     assert cause.__traceback__ is None and cause.__cause__ is None
     assert error.__context__ is None or not isinstance(error.__context__, aiohttp.ClientError)
+
+
+class _Failing:
+    """A provider of the user's that fails, its frames and message holding the token."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    async def get_token(self) -> str:
+        token = TOKEN
+        if self.where == "get_token":
+            raise RuntimeError(f"cannot refresh {token}")
+        return token
+
+    async def token_rejected(self, token: str) -> None:
+        raise RuntimeError(f"cannot renew {token}")
+
+
+@pytest.mark.parametrize("where", ["get_token", "token_rejected"])
+async def test_a_failing_token_provider_of_the_users_leaks_nothing(
+    where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator = Emulator(tokens={"some-other-token": None})  # TOKEN is refused: 401
+    async with emulator.serve() as server, PecClient(
+        _Failing(where), sandbox=True, base_url=server.url, retry=ONCE
+    ) as client:  # fmt: skip
+        errors = [
+            await caught(client.mailboxes.list),
+            await caught(lambda: client.mailboxes.register(make_registration())),
+        ]
+    for error in errors:
+        assert isinstance(error, TokenError)
+        assert isinstance(error.cause, ScrubbedCause) and error.cause.type_name.endswith("Error")
+        assert_clean(error, caplog)

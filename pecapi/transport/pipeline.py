@@ -28,6 +28,7 @@ from pecapi.errors import (
     EventLoopError,
     PecApiError,
     PecError,
+    ScrubbedCause,
     TokenError,
     TransportError,
     safe_url,
@@ -50,7 +51,7 @@ from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
 from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
 from pecapi.transport.throttle import Throttle
-from pecapi.transport.transport_errors import transport_error
+from pecapi.transport.transport_errors import raise_unchained, transport_error
 
 __all__ = [
     "BodyFactory",
@@ -216,7 +217,11 @@ class Pipeline:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    raise _token_error(exc) from exc
+                    refused: TokenError | None = _token_error(exc)
+                else:
+                    refused = None
+                if refused is not None:
+                    raise_unchained(refused)  # the provider's frames held the token
                 fresh = await self._get_token()
                 if fresh == token:
                     raise
@@ -242,7 +247,8 @@ class Pipeline:
         except (asyncio.CancelledError, EventLoopError):
             raise
         except Exception as exc:
-            raise _token_error(exc) from exc
+            error = _token_error(exc)
+        raise_unchained(error)  # outside the handler: see _token_error
 
     async def attempt(
         self,
@@ -298,7 +304,7 @@ class Pipeline:
         # implicit ``__context__``: it holds the request headers, and its traceback holds
         # aiohttp's frames, whose locals are those headers. ``transport_error`` chained a
         # scrubbed copy (its type and message) instead.
-        raise error
+        raise_unchained(error)
 
 
 def _headers(token: Secret, exchange: Exchange, *, json: bool) -> dict[str, str]:
@@ -317,15 +323,26 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
 
 
 def _token_error(exc: Exception) -> TokenError:
+    """The :class:`TokenError` for a provider's ``exc``. pecapi's own errors (the OAuth
+    provider's) are chained as they are: they are scrubbed. Anything else is replaced by
+    a :class:`ScrubbedCause` of its type alone: a provider's frames hold the token (it is
+    ``token_rejected``'s argument) and its message may quote it."""
     retryable = isinstance(exc, TransportError) or (
         isinstance(exc, PecApiError) and exc.status in (429, 500, 502, 503, 504)
     )
-    return TokenError(
-        f"no token from the token provider ({type(exc).__name__}: {exc}); "
-        "nothing was sent to the PEC API",
-        cause=exc,
+    if isinstance(exc, PecError):
+        cause: BaseException = exc
+        said = f"{type(exc).__name__}: {exc}"
+    else:
+        cause = ScrubbedCause.of(exc, keep_message=False)
+        said = cause.type_name
+    error = TokenError(
+        f"no token from the token provider ({said}); nothing was sent to the PEC API",
+        cause=cause,
         retryable=retryable,
     )
+    error.__cause__ = cause
+    return error
 
 
 def _default_target(exchange: Exchange) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 
@@ -14,7 +14,7 @@ from pecapi.errors import (
     TransportError,
 )
 
-__all__ = ["transport_error"]
+__all__ = ["raise_unchained", "transport_error"]
 
 
 def transport_error(
@@ -60,11 +60,21 @@ def transport_error(
         error = PecConnectionError(f"{to}invalid HTTP response{said}", **where)
     else:
         error = TransportError(f"{to}HTTP failure ({type(exc).__name__})", **where)
-    error.__cause__ = (
-        ScrubbedCause.of(exc) if quote else ScrubbedCause(_name(exc), "(message not kept)")
-    )
+    error.__cause__ = ScrubbedCause.of(exc, keep_message=quote)
     return error
 
 
-def _name(exc: BaseException) -> str:
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+def raise_unchained(error: BaseException) -> NoReturn:
+    """Raise ``error`` with no implicit ``__context__``.
+
+    Raising after the ``except`` block that caught aiohttp's exception is not enough on
+    every Python: on 3.10 a coroutine can still see that exception as the one being
+    handled, and Python makes it the new error's ``__context__`` (with the request
+    headers in its attributes and frames). The context is cleared here, and the bare
+    ``raise`` that follows sets none.
+    """
+    try:
+        raise error
+    except BaseException as raised:
+        raised.__context__ = None
+        raise
