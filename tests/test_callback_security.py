@@ -27,6 +27,7 @@ from pecapi import (
     CallbackError,
     CallbackEvent,
     ConfigurationError,
+    Mailbox,
     PecClient,
     ValidationError,
 )
@@ -382,3 +383,14 @@ async def test_the_key_is_not_logged_even_with_a_traceback(
             # nor the signature: the body has no callback, so only a frame could show it
             assert signer.sign(ADDRESS) not in rendered
     assert KEY not in caplog.text
+
+
+def test_the_signature_never_shows_in_a_repr() -> None:
+    signer = CallbackSigner(KEY)
+    callback = signer.callback("https://example.org/cb?x=1", ADDRESS)
+    signature = signer.sign(ADDRESS)
+    assert signature in callback.url  # the URL itself still carries it, to be sent
+    box = Mailbox(casella_pec=ADDRESS, callback=callback)
+    for text in (repr(callback), repr(box), str(box)):
+        assert signature not in text
+        assert "pecapi_sig=<redacted>" in text and "x=1" in text

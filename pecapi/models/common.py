@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -13,6 +14,9 @@ import attrs
 from pecapi.errors import ValidationError
 from pecapi.models.enums import CallbackMethod
 from pecapi.models.wire import from_unix, nested_deeper_than
+
+# The value of the query parameter CallbackSigner adds (pecapi_sig, its default name).
+_SIGNATURE = re.compile(r"([?&]pecapi_sig=)[^&#]*")
 
 __all__ = ["EMPTY_EXTRA", "Callback", "DomainCheck", "Timestamps", "extra_field"]
 
@@ -39,7 +43,9 @@ class Callback:
     JSON sends the JSON as the body. ``data`` is echoed back in every call.
     """
 
-    url: str
+    # The repr hides a CallbackSigner's signature: it authenticates every delivery about
+    # the mailbox, and reprs end up in logs and in error reporters' frame locals.
+    url: str = attrs.field(repr=lambda url: repr(_SIGNATURE.sub(r"\1<redacted>", url)))
     method: CallbackMethod | None = attrs.field(default=None, converter=_to_callback_method)
     field: str | None = None
     data: Mapping[str, Any] | None = None
