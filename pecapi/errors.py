@@ -225,8 +225,9 @@ class ResponseDecodeError(_RequestError):
 
 
 class ResponseTooLargeError(ResponseDecodeError):
-    """The answer was larger than the client's limit for it (``limit``, in bytes, counted
-    after decompression): pecapi stopped reading it. See :class:`~pecapi.ResponseLimits`.
+    """The answer was larger than the client's limit for it (``limit``: in bytes, counted
+    after decompression, or in JSON values for ``ResponseLimits.json_values``): pecapi
+    stopped reading (or did not parse) it. See :class:`~pecapi.ResponseLimits`.
 
     A read is not retried (the next answer would be as large); a write's outcome is
     unknown (the server did answer) and is settled like any unreadable answer."""

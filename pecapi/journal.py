@@ -15,6 +15,7 @@ from typing import IO, Any
 import attrs
 
 from pecapi.errors import ConfigurationError
+from pecapi.jsontext import JsonError, loads
 
 __all__ = ["STATUSES", "Journal", "ProvisionOutcome"]
 
@@ -95,8 +96,8 @@ class Journal:
         with self.path.open(encoding="utf-8", errors="replace") as fh:
             for text in fh:
                 try:
-                    record = json.loads(text)
-                except (ValueError, RecursionError):  # torn, or a hand-edited deep nest
+                    record = loads(text)
+                except JsonError:  # torn, or hand-edited
                     continue
                 if isinstance(record, dict) and isinstance(record.get("key"), str):
                     records[record["key"]] = record

@@ -42,6 +42,7 @@ from pecapi.errors import (
     api_error_class,
     safe_url,
 )
+from pecapi.jsontext import JsonError, loads, whole_number
 from pecapi.resources import comunica_pec as _comunica_pec
 from pecapi.resources import domains as _domains
 from pecapi.resources import mailboxes as _mailboxes
@@ -472,7 +473,7 @@ class OAuthTokenProvider(AsyncClosing):
                 status = response.status
                 headers = dict(response.headers)
                 raw = await read_limited(
-                    response, TOKEN_ANSWER_LIMIT, setting="the token answer limit", inflate=True
+                    response, TOKEN_ANSWER_LIMIT, setting="the token answer limit"
                 )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
             # Returned, not raised here: aiohttp's exception (it holds the request's
@@ -487,8 +488,8 @@ class OAuthTokenProvider(AsyncClosing):
             )
         payload: Any = None
         try:
-            payload = json.loads(raw) if raw.strip() else None
-        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
+            payload = loads(raw) if raw.strip() else None
+        except JsonError:
             payload = None
         if status >= 300 or not isinstance(payload, dict) or payload.get("success") is False:
             if status < 300 and not isinstance(payload, dict):
@@ -534,24 +535,27 @@ def _oauth_error(
 ) -> PecError:
     # The answer of a token service may carry a token even when it is an error (a
     # gateway's 500 after the token was made): the error keeps the envelope's fields only,
-    # and the text of a non-JSON answer only when no token can hide in it.
+    # and of an answer that is not JSON only its type and size (a token can hide in any
+    # text, under any name).
     code: int | None = None
     message: str | None = None
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, int) and not isinstance(error, bool):
             code = error
-        elif isinstance(error, str) and error.strip().isascii() and error.strip().isdigit():
-            code = int(error)
+        elif isinstance(error, str):
+            code = whole_number(error)
         if isinstance(payload.get("message"), str) and payload["message"]:
             message = payload["message"]
         body: Any = {k: payload[k] for k in ("success", "message", "error") if k in payload}
     else:
-        text = raw.decode("utf-8", "replace")
-        if "token" in text.lower():
-            text = f"({len(raw)} bytes not shown: they may hold a token)"
-        message = " ".join(text.split())[:200] or None
-        body = text
+        kind = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+        message = (
+            f"{len(raw)} bytes of {kind}, not shown (a token may hide in them)"
+            if raw.strip()
+            else None
+        )
+        body = None
     reason = message or f"HTTP {status}"
     cls = api_error_class(status)
     return cls(

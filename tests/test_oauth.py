@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from pecapi import (
     AuthenticationError,
@@ -35,7 +36,8 @@ from pecapi import (
 )
 from pecapi.oauth import PEC_OPERATIONS
 from pecapi.testing import Emulator, OAuthEmulator
-from tests.conftest import make_registration
+from tests.conftest import make_registration, serve_app
+from tests.leaks import secret_leaks
 
 EMAIL = "owner@example.org"
 KEY = "canary-API-KEY-5c1d0e77"
@@ -408,3 +410,24 @@ async def test_the_api_key_and_tokens_never_show(caplog: pytest.LogCaptureFixtur
     for text in texts:
         for secret in (KEY, basic, *tokens):
             assert secret not in text
+
+
+async def test_a_non_json_error_of_the_service_is_not_quoted() -> None:
+    """A gateway's page in front of the token service may hold a token under any name:
+    the error tells its type and size only."""
+    canary = "b4c0ffee5ecret0a1b2c3d4e5f60718"
+
+    async def gateway(request: web.Request) -> web.Response:
+        page = f"<html>upstream said {canary}</html>"
+        return web.Response(status=502, text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", gateway)
+    async with serve_app(app) as url:
+        provider = OAuthTokenProvider(EMAIL, KEY, scopes=["GET:x/pec"], base_url=url)
+        async with provider:
+            with pytest.raises(ServerError) as info:
+                await provider.get_token()
+    assert info.value.status == 502
+    assert "bytes of text/html, not shown" in str(info.value)
+    assert secret_leaks(info.value, canary) == []

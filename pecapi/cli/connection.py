@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from pecapi import jsontext
 from pecapi.client import PecClient
 from pecapi.errors import ConfigurationError
 from pecapi.transport.auth import SANDBOX_TOKEN_ENV, TOKEN_ENV
@@ -31,13 +32,9 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= ``minimum``."""
 
     def parse(text: str) -> int:
-        # ASCII digits only: int() also takes "٣" and "1_000", and refuses over 4300
-        # digits with a ValueError of its own.
-        number = text.strip()
-        digits = number[1:] if number[:1] in ("-", "+") else number
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        value = jsontext.whole_number(text, signed=True)
+        if value is None:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-        value = int(number)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}")
         return value

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import types
 import typing
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 import attrs
 
 from pecapi.errors import ValidationError
+from pecapi.jsontext import JsonError, loads
 from pecapi.models.common import Callback
 from pecapi.models.enums import ApiEnum, CallbackMethod
 
@@ -130,11 +130,9 @@ def _read_json_object(source: str, what: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValidationError("from_json", f"{source!r} is not UTF-8 text") from None
     try:
-        data = json.loads(text)
-    except ValueError as exc:
+        data = loads(text)
+    except JsonError as exc:
         raise ValidationError("from_json", f"{source!r} is not valid JSON: {exc}") from None
-    except RecursionError:  # [[[[...]]]] deeper than the parser's stack
-        raise ValidationError("from_json", f"{source!r} is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError("from_json", f"{source!r} must hold a JSON object of {what}")
     return data
@@ -155,11 +153,9 @@ def _callback(value: Any) -> Callback:
     data = value.get("data")
     if isinstance(data, str):
         try:
-            data = json.loads(data)
-        except ValueError as exc:
+            data = loads(data)
+        except JsonError as exc:
             raise ValidationError("callback.data", f"is not valid JSON: {exc}") from None
-        except RecursionError:  # [[[[...]]]] deeper than the parser's stack
-            raise ValidationError("callback.data", "is nested too deeply") from None
     if data is not None and not isinstance(data, dict):
         raise ValidationError("callback.data", "must be a JSON object")
     callback = Callback(url=url, method=method, field=value.get("field"), data=data)

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from pecapi.errors import ValidationError
+from pecapi.jsontext import whole_number
 from pecapi.models.common import Callback, Timestamps, extra_field
 from pecapi.models.enums import (
     SUBTYPES_BY_CUSTOMER_TYPE,
@@ -337,11 +338,10 @@ def parse_space(value: int | str | None, field: str, unit: int) -> int | str | N
         text = value.strip()
         relative = text.startswith("+")
         digits = text[1:] if relative else text
-        # ASCII only: str.isdigit also accepts "²" and "①" (int() refuses them) and "٣".
-        # More than 18 digits is beyond any space, and int() refuses over 4300 of them.
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        number = whole_number(digits) if digits == digits.strip() else None  # not "+ 5"
+        if number is None:
             raise ValidationError(field, f"{value!r} is not a number of MB or '+N'")
-        amount = int(digits)
+        amount = number
     elif isinstance(value, int):
         amount = value
     else:

@@ -4,7 +4,6 @@ an error status, and ``Retry-After``."""
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -13,10 +12,13 @@ from pecapi.errors import (
     PecApiError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     api_error_class,
 )
+from pecapi.jsontext import JsonError, TooManyValues, loads, whole_number
 from pecapi.transport.endpoint import Reply
 from pecapi.transport.exchange import Exchange, RawResponse, where
+from pecapi.transport.limits import ResponseLimits
 
 __all__ = ["api_error", "decode_reply", "retry_after_seconds"]
 
@@ -26,15 +28,7 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    digits = text[1:] if text.startswith("-") else text
-    # ASCII only: str.isdigit accepts "²", which int() refuses; "--5" is not a number;
-    # int() refuses more than 4300 digits, and no error code has 19.
-    if digits.isascii() and digits.isdigit() and len(digits) <= 18:
-        return int(text)
-    return None
+    return whole_number(value, signed=True) if isinstance(value, str) else None
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -87,49 +81,55 @@ def _text_preview(raw: RawResponse) -> str:
     return " ".join(text.split())[:300] or "(empty body)"
 
 
-def decode_reply(exchange: Exchange, raw: RawResponse) -> Any:
-    """Read the ``{data, success, message, error}`` envelope and hand it to the endpoint."""
+def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -> Any:
+    """Read the ``{data, success, message, error}`` envelope and hand it to the endpoint.
+
+    No frame that raises a :class:`~pecapi.ResponseDecodeError` holds the parsed answer
+    (nor the exception of the models, whose frames do): a kept error keeps its traceback's
+    frames, and the parsed answer can be a hundred MB. The error keeps at most
+    ``limits.error_body`` bytes of the body."""
     endpoint = exchange.endpoint
     status = raw.status
     if not raw.body.strip():
         if 200 <= status < 300:
-            return _decode_data(exchange, raw, None, None, None)
+            return _finish(exchange, raw, limits, _structure(exchange, raw, None, None, None))
         raise api_error(
             exchange, raw, message=f"HTTP {status} with an empty body", code=None, body=b""
         )
     try:
-        payload = json.loads(raw.body)
-    except (ValueError, RecursionError):
-        # RecursionError: a body nested deeper than the parser's stack ([[[[...]]]]) is
-        # as unreadable as broken JSON, and must be typed like it (a paid write settles).
+        payload = loads(raw.body, max_values=limits.json_values)
+    except TooManyValues as exc:
+        # Refused before parsing: parsed, it could take 27 times its size.
+        raise ResponseTooLargeError(
+            f"the answer holds more JSON values than ResponseLimits.json_values ({exc})",
+            limit=limits.json_values,
+            **where(exchange),
+            status=status,
+            headers=raw.headers,
+        ) from None
+    except JsonError as exc:
+        # Nested deeper than the parser's stack ([[[[...]]]]) is as unreadable as broken
+        # JSON, and typed like it (a paid write settles).
         if status >= 300:
             text = raw.body.decode("utf-8", "replace")
             raise api_error(
                 exchange, raw, message=_text_preview(raw), code=None, body=text
             ) from None
-        raise ResponseDecodeError(
-            "the response is not valid JSON",
-            **where(exchange),
-            status=status,
-            headers=raw.headers,
-            body=raw.body,
+        raise _decode_error(
+            exchange, raw, limits, f"the response is not valid JSON: {exc}"
         ) from None
     if not isinstance(payload, dict):
         if status >= 300:
             raise api_error(exchange, raw, message=_text_preview(raw), code=None, body=payload)
-        raise ResponseDecodeError(
-            "the response is not a JSON object",
-            **where(exchange),
-            status=status,
-            headers=raw.headers,
-            body=raw.body,
-        )
+        del payload
+        raise _decode_error(exchange, raw, limits, "the response is not a JSON object")
     code = _as_int(payload.get("error"))
     message = payload.get("message")
     message = message if isinstance(message, str) else None
     if status >= 300 or payload.get("success") is False:
         if (status, code) in endpoint.empty_when:
-            return _decode_data(exchange, raw, None, message, code)
+            return _finish(exchange, raw, limits, _structure(exchange, raw, None, message, code))
+        # An error status's body was read up to limits.error_body: small.
         raise api_error(
             exchange,
             raw,
@@ -137,10 +137,32 @@ def decode_reply(exchange: Exchange, raw: RawResponse) -> Any:
             code=code,
             body=payload,
         )
-    return _decode_data(exchange, raw, payload.get("data"), message, code)
+    data = payload.get("data")
+    del payload
+    result = _structure(exchange, raw, data, message, code)
+    del data  # this frame raises in _finish: the error's traceback keeps it
+    return _finish(exchange, raw, limits, result)
 
 
-def _decode_data(
+class _Unexpected:
+    """Why the endpoint could not decode its data: returned, not raised, so that no
+    frame holding the data (or the models' exception) ends up in the error's traceback."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _finish(exchange: Exchange, raw: RawResponse, limits: ResponseLimits, result: Any) -> Any:
+    if isinstance(result, _Unexpected):
+        raise _decode_error(
+            exchange, raw, limits, f"unexpected data for {exchange.endpoint}: {result.reason}"
+        )
+    return result
+
+
+def _structure(
     exchange: Exchange, raw: RawResponse, data: Any, message: str | None, code: int | None
 ) -> Any:
     reply = Reply(status=raw.status, data=data, message=message, code=code, params=exchange.params)
@@ -149,10 +171,16 @@ def _decode_data(
     except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
         # RecursionError: data nested just under the parser's limit can still be too deep
         # for the models' structuring.
-        raise ResponseDecodeError(
-            f"unexpected data for {exchange.endpoint}: {exc}",
-            **where(exchange),
-            status=raw.status,
-            headers=raw.headers,
-            body=raw.body,
-        ) from None
+        return _Unexpected(" ".join(str(exc).split())[:300])
+
+
+def _decode_error(
+    exchange: Exchange, raw: RawResponse, limits: ResponseLimits, message: str
+) -> ResponseDecodeError:
+    return ResponseDecodeError(
+        message,
+        **where(exchange),
+        status=raw.status,
+        headers=raw.headers,
+        body=raw.body[: limits.error_body],
+    )

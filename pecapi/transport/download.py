@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +11,8 @@ from typing import Any
 import aiohttp
 
 from pecapi.errors import ResponseDecodeError, ValidationError
-from pecapi.transport.limits import LimitedBody, read_head
+from pecapi.jsontext import JsonError, loads
+from pecapi.transport.limits import LimitedBody, read_error_body
 from pecapi.transport.pipeline import Exchange, Pipeline, RawResponse, api_error
 
 __all__ = ["Destination", "download_pdf"]
@@ -49,17 +49,17 @@ async def download_pdf(
 ) -> bytes | Path:
     """GET a PDF: its bytes when ``dest`` is None, else the path (or file) written."""
     _check_destination(dest)
-    limits, inflate = pipeline.limits, pipeline.inflate
+    limits = pipeline.limits
 
     async def read(response: aiohttp.ClientResponse) -> bytes | Path | _Failed:
         if response.status != 200:
-            body = await read_head(response, limits.error_body, inflate=inflate)
+            body = await read_error_body(response, limits)
             return _Failed(RawResponse(response.status, dict(response.headers), body))
         if dest is None:
             limit, setting = limits.form, "ResponseLimits.form"
         else:
             limit, setting = limits.form_to_file, "ResponseLimits.form_to_file"
-        stream = LimitedBody(response, limit, setting=setting, inflate=inflate)
+        stream = LimitedBody(response, limit, setting=setting)
         first = await stream.head(_MAGIC_WITHIN)
         if _PDF_MAGIC not in first:
             rest = await stream.head(limits.error_body - len(first))
@@ -72,7 +72,7 @@ async def download_pdf(
                 body=(first + rest)[: limits.error_body],
             )
         if dest is None:
-            return first + await stream.read()
+            return await stream.read(first)
         return await _to_path(Path(dest), first, stream)
 
     def finish(result: bytes | Path | _Failed) -> bytes | Path:
@@ -108,8 +108,8 @@ def _form_error(exchange: Exchange, raw: RawResponse) -> Exception:
     message = " ".join(text.split())[:300] or f"HTTP {raw.status}"
     if text.startswith("{"):
         try:
-            payload = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            payload = loads(text)
+        except JsonError:
             payload = None
         if isinstance(payload, dict):
             body = payload

@@ -8,10 +8,9 @@ can take the process's memory: past the limit, reading stops with a
 Decompression: aiohttp 3.12.2 to 3.13.3 (at least) inflate each network read in one go,
 however large the result (measured: a 1 MB gzip body gave a single 124 MiB chunk, and
 some 250 MB more peak memory, before any limit could look at it); 3.14.5 inflates in
-bounded steps. pecapi supports both, so :class:`LimitedBody` can inflate gzip and deflate itself,
-64 KiB of output at a time (``inflate=True``), for requests made with
-``auto_decompress=False`` and ``Accept-Encoding: ACCEPT_ENCODING``; with
-``inflate=False`` it counts what aiohttp delivers.
+bounded steps. pecapi supports both, so :class:`LimitedBody` inflates gzip and deflate
+itself, 64 KiB of output at a time: every request it reads is made with
+``auto_decompress=False`` and ``Accept-Encoding: ACCEPT_ENCODING``.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ __all__ = [
     "TOKEN_ANSWER_LIMIT",
     "LimitedBody",
     "ResponseLimits",
+    "read_error_body",
     "read_head",
     "read_limited",
 ]
@@ -69,12 +69,19 @@ class ResponseLimits:
       30,000 full records, meant to be several times any real account's listing;
     - ``form``: a PDF form returned as bytes (32 MiB; a form is a few pages);
     - ``form_to_file``: a PDF form streamed to ``dest`` (512 MiB): only the disk holds it;
+    - ``json_values``: how many values a JSON answer may parse into (2,000,000, counted
+      before parsing): parsed, small values take up to 27 times their size in memory
+      (``[],[],...``), so 64 MiB of them would take 1.6 GB; a mailbox record is some 60
+      values, so this too holds some 30,000 records;
     - ``error_body``: how much of an error status's body is kept (64 KiB): the rest is
       dropped, not an error, since the status already says what went wrong. The
-      ``body`` of a :class:`~pecapi.PecApiError` is kept as long as the error is.
+      ``body`` of a :class:`~pecapi.PecApiError` (and of a
+      :class:`~pecapi.ResponseDecodeError`) is at most this long: it is kept as long as
+      the error is.
     """
 
     json: int = attrs.field(default=64 * MiB, validator=_positive("json"))
+    json_values: int = attrs.field(default=2_000_000, validator=_positive("json_values"))
     form: int = attrs.field(default=32 * MiB, validator=_positive("form"))
     form_to_file: int = attrs.field(default=512 * MiB, validator=_positive("form_to_file"))
     error_body: int = attrs.field(default=64 * KiB, validator=_positive("error_body"))
@@ -82,7 +89,8 @@ class ResponseLimits:
 
 class LimitedBody:
     """The body of one answer, read in chunks of at most 64 KiB (when inflating), its
-    bytes counted after decompression. ``limit`` None: no limit (only for :meth:`head`,
+    bytes counted after decompression (the response must come from a request made with
+    ``auto_decompress=False``). ``limit`` None: no limit (only for :meth:`head`,
     whose size bounds what is read). ``setting`` names the limit in the error message,
     e.g. ``"ResponseLimits.json"``."""
 
@@ -106,7 +114,6 @@ class LimitedBody:
         limit: int | None,
         *,
         setting: str = "the limit",
-        inflate: bool = False,
     ) -> None:
         self._response = response
         self._content = response.content
@@ -114,7 +121,7 @@ class LimitedBody:
         self.setting = setting
         self.count = 0
         encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        self._encoding = encoding if inflate and encoding not in ("", "identity") else ""
+        self._encoding = encoding if encoding not in ("", "identity") else ""
         if self._encoding not in ("", "gzip", "x-gzip", "deflate"):
             raise self._decode_error(f"cannot inflate Content-Encoding {encoding!r}")
         self._decoder: Any = None  # zlib's decompress object has no public type
@@ -169,9 +176,11 @@ class LimitedBody:
             raise self.too_large()
         return piece
 
-    async def read(self) -> bytes:
-        """The rest of the body."""
-        pieces: list[bytes] = []
+    async def read(self, first: bytes = b"") -> bytes:
+        """The rest of the body, after ``first`` (what the caller read before it): joined
+        once, so the whole body is held twice at most, never three times."""
+        pieces: list[bytes] = [first] if first else []
+        first = b""
         try:
             while piece := await self.chunk():
                 pieces.append(piece)
@@ -248,13 +257,23 @@ async def read_limited(
     limit: int,
     *,
     setting: str = "the limit",
-    inflate: bool = False,
 ) -> bytes:
     """The whole body of ``response``, or a :class:`~pecapi.ResponseTooLargeError` as
     soon as it passes ``limit`` bytes (decompressed)."""
-    return await LimitedBody(response, limit, setting=setting, inflate=inflate).read()
+    return await LimitedBody(response, limit, setting=setting).read()
 
 
-async def read_head(response: aiohttp.ClientResponse, size: int, *, inflate: bool = False) -> bytes:
+async def read_head(response: aiohttp.ClientResponse, size: int) -> bytes:
     """At most ``size`` bytes of the body (decompressed); the rest is left unread."""
-    return await LimitedBody(response, None, inflate=inflate).head(size)
+    return await LimitedBody(response, None).head(size)
+
+
+async def read_error_body(response: aiohttp.ClientResponse, limits: ResponseLimits) -> bytes:
+    """The head of an error status's body (``limits.error_body`` bytes), or ``b""`` when
+    it cannot be read (an encoding pecapi cannot inflate, corrupt gzip): the status
+    alone says what went wrong and whether to retry, and must not turn into a
+    :class:`~pecapi.ResponseDecodeError` (a 503 would no longer be retried)."""
+    try:
+        return await read_head(response, limits.error_body)
+    except ResponseDecodeError:
+        return b""

@@ -46,7 +46,12 @@ from pecapi.transport.exchange import (
     no_body,
     where,
 )
-from pecapi.transport.limits import ACCEPT_ENCODING, ResponseLimits, read_head, read_limited
+from pecapi.transport.limits import (
+    ACCEPT_ENCODING,
+    ResponseLimits,
+    read_error_body,
+    read_limited,
+)
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
 from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
@@ -102,8 +107,7 @@ class Pipeline:
         # aiohttp before 3.14 inflates a whole network chunk at once (124 MiB from one
         # chunk of a gzip bomb, measured on 3.12.2). Hence ``auto_decompress=False`` and
         # an ``Accept-Encoding`` of only what limits.py inflates, in ``attempt``.
-        self.inflate = True
-        self._read_answer = _read_all(self.limits, inflate=self.inflate)
+        self._read_answer = _read_all(self.limits)
         # State the resources share across every copy of a client (with_options).
         self.shared: dict[str, Any] = {}
         # Writes whose outcome is not settled yet, and one paid write per target at once.
@@ -178,7 +182,7 @@ class Pipeline:
         return await self.send(
             exchange,
             self._read_answer,
-            lambda raw: decode_reply(exchange, raw),
+            lambda raw: decode_reply(exchange, raw, self.limits),
             reconciler,
             target=target,
         )
@@ -281,7 +285,7 @@ class Pipeline:
                     # A session passed in by the user may say otherwise: pecapi's error
                     # types and resend rules do not depend on its settings.
                     raise_for_status=False,
-                    auto_decompress=not self.inflate,
+                    auto_decompress=False,  # inflated by limits.LimitedBody, bounded
                 ) as response,
             ):
                 result = await read(response)
@@ -372,17 +376,15 @@ def _disable_silent_resend(session: aiohttp.ClientSession) -> None:
 
 
 def _read_all(
-    limits: ResponseLimits, *, inflate: bool
+    limits: ResponseLimits,
 ) -> Callable[[aiohttp.ClientResponse], Awaitable[RawResponse]]:
     async def read(response: aiohttp.ClientResponse) -> RawResponse:
         if 200 <= response.status < 300:
-            body = await read_limited(
-                response, limits.json, setting="ResponseLimits.json", inflate=inflate
-            )
+            body = await read_limited(response, limits.json, setting="ResponseLimits.json")
         else:
             # Cut, not refused: the status says what went wrong (and whether to retry);
             # the body only adds the API's message.
-            body = await read_head(response, limits.error_body, inflate=inflate)
+            body = await read_error_body(response, limits)
         return RawResponse(response.status, dict(response.headers), body)
 
     return read

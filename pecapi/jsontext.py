@@ -1,0 +1,131 @@
+"""Untrusted text read the one way pecapi reads it: JSON that cannot exhaust the stack or
+the memory, and whole numbers in ASCII digits only.
+
+Every reader of text pecapi did not write (the API's answers, the token service's,
+callbacks, the CLI's files, the journal, the emulator's request bodies) goes through
+:func:`loads` and :func:`whole_number`, so that a new reader cannot forget a case.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "MAX_DEPTH",
+    "JsonError",
+    "TooManyValues",
+    "count_values",
+    "loads",
+    "nested_deeper",
+    "whole_number",
+]
+
+#: Far deeper than anything the PEC API or a callback sends (3 or 4 levels), and far
+#: below the parser's own recursion limit.
+MAX_DEPTH = 128
+
+
+class JsonError(ValueError):
+    """The text is not JSON pecapi reads: malformed, not UTF-8, or nested too deeply.
+    Its message never quotes the text (it may be an answer holding a secret)."""
+
+
+class TooManyValues(JsonError):
+    """The text holds more JSON values than the reader allows (``count`` > ``limit``)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        self.count = count
+        self.limit = limit
+        super().__init__(f"about {count} JSON values, more than the limit of {limit}")
+
+
+def count_values(text: str | bytes) -> int:
+    """An upper bound of the number of values ``text`` parses into, read at the speed of
+    ``bytes.count``: one more than its commas and opening brackets (those inside strings
+    are counted too, which only errs on the safe side)."""
+    if isinstance(text, str):
+        return text.count(",") + text.count("[") + text.count("{") + 1
+    return text.count(b",") + text.count(b"[") + text.count(b"{") + 1
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); Python's parser accepts them by default.
+    raise JsonError(f"{name} is not a JSON value")
+
+
+def loads(
+    text: str | bytes,
+    *,
+    max_values: int | None = None,
+    max_depth: int | None = None,
+    constants: bool = True,
+) -> Any:
+    """The JSON value of ``text``, or a :class:`JsonError`.
+
+    ``max_values`` bounds the memory the parsed value can take *before* parsing: parsed,
+    ``[],[],...`` takes some 27 times its size (an empty list is 72 bytes), so a byte
+    limit alone lets a 60 MiB answer take 1.6 GB. ``max_depth`` refuses a value nested
+    deeper (the parser itself fails only near the interpreter's recursion limit, with a
+    ``RecursionError``, which is reported as a :class:`JsonError` too). ``constants``
+    False refuses ``NaN`` and ``Infinity``.
+    """
+    if max_values is not None:
+        count = count_values(text)
+        if count > max_values:
+            raise TooManyValues(count, max_values)
+    hook: Callable[[str], Any] | None = None if constants else _no_constant
+    try:
+        value = json.loads(text, parse_constant=hook)
+    except RecursionError:
+        raise JsonError("nested too deeply") from None
+    except JsonError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int too long
+        raise JsonError(_reason(exc)) from None
+    if max_depth is not None and nested_deeper(value, max_depth):
+        raise JsonError(f"nested deeper than {max_depth} levels")
+    return value
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        # Its message, without the document it keeps in .doc.
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return "not valid JSON"
+
+
+def nested_deeper(value: Any, depth: int) -> bool:
+    """Whether ``value`` has containers nested more than ``depth`` levels deep.
+
+    Iterative: a value just under the parser's limit must not exhaust the stack here."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > depth:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
+
+
+def whole_number(text: str, *, signed: bool = False, max_digits: int = 18) -> int | None:
+    """``text`` as an int when it is ASCII digits (with a leading ``-``/``+`` when
+    ``signed``), surrounding spaces allowed; else None.
+
+    ASCII only: ``str.isdigit`` accepts "²" and "①" (``int()`` refuses them) and "٣"
+    (``int()`` takes it); ``int()`` also takes "1_000", and refuses over 4300 digits with
+    an error of its own. No number pecapi reads has 19 digits."""
+    number = text.strip()
+    digits = number[1:] if signed and number[:1] in ("-", "+") else number
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > max_digits:
+        return None
+    return int(number)
