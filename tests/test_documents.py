@@ -25,7 +25,8 @@ from aiohttp.payload import PAYLOAD_REGISTRY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pecapi.documents as documents_module
+import pecapi.document_inputs as inputs_module
+import pecapi.document_sources as sources_module
 from pecapi.documents import (
     CHUNK_SIZE,
     HEAD_SIZE,
@@ -162,6 +163,7 @@ def test_pdf_magic(head: bytes, ok: bool) -> None:
         (b"-----BEGIN PKCS7-----\nMIIB\n-----END PKCS7-----\n", True),
         (b" \r\n\t-----BEGIN CMS-----\nMIIB\n", True),
         (b"x-----BEGIN PKCS7-----\n", False),
+        (base64.encodebytes(P7M_DER), False),  # bare base64 text is not taken as a p7m
         (PDF, False),
     ],
 )
@@ -276,8 +278,8 @@ def test_unreadable_path_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def deny(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied")
 
-    # Shadows the builtin open() in pecapi.documents only.
-    monkeypatch.setattr(documents_module, "open", deny, raising=False)
+    # Shadows the builtin open() in pecapi.document_inputs (where paths are checked) only.
+    monkeypatch.setattr(inputs_module, "open", deny, raising=False)
     assert_invalid(path, match=r"document 1 \(secret.pdf\) cannot be read: permission denied")
 
 
@@ -885,7 +887,7 @@ async def test_cancel_during_a_read_closes_after_the_read(
         opened.append(GatedFile(Path(p)))
         return opened[-1]
 
-    monkeypatch.setattr(documents_module, "open", gated_open, raising=False)
+    monkeypatch.setattr(sources_module, "open", gated_open, raising=False)
     task = asyncio.create_task(payload.write(cast(Any, Collector())))
     assert await wait_until(lambda: bool(opened) and opened[0].started.is_set())
     task.cancel()
@@ -913,7 +915,7 @@ async def test_cancel_while_opening_closes_the_file(
         opened.append(fh)
         return fh
 
-    monkeypatch.setattr(documents_module, "open", slow_open, raising=False)
+    monkeypatch.setattr(sources_module, "open", slow_open, raising=False)
     task = asyncio.create_task(payload.write(cast(Any, Collector())))
     assert await wait_until(entered.is_set)
     task.cancel()
