@@ -37,7 +37,7 @@ def list_body(items: int) -> bytes:
     states = ("evasa", "registrata", "in_evasione", "revocata")
     for i in range(items):
         emu.seed_mailbox(f"list.{i}@testcert.legalmail.it", stato=states[i % len(states)])
-    return envelope(emu.api_list_mailboxes())
+    return envelope(emu.resources.mailboxes.list())
 
 
 def run(config: DecodeConfig, log: Callable[[str], None]) -> tuple[list[Measure], Any]:

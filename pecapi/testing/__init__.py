@@ -10,14 +10,16 @@ See ``pecapi/testing/README.md``.
 
 from __future__ import annotations
 
+from .account import DEFAULT_TOKEN
 from .callbacks import CallbackDeliverer, Delivery
+from .emulator import Emulator, RunningEmulator
 from .errors import DOCUMENTED_CODES, INVENTED_CODES, ErrorCode
 from .faults import Fault, FaultPlan
 from .late import LateCommits
 from .ledger import DEFAULT_REGISTER_PRICES, Charge, PriceList, RequestRecord
 from .oauth import IssuedToken, OAuthEmulator, RunningOAuth
 from .pdf import make_pdf
-from .state import DEFAULT_SPACES, DEFAULT_TOKEN, Emulator, RunningEmulator
+from .rules import DEFAULT_SPACES
 
 __all__ = [
     "DEFAULT_REGISTER_PRICES",

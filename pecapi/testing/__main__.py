@@ -19,7 +19,8 @@ from decimal import Decimal
 
 from pecapi.transport.urls import is_loopback
 
-from .state import DEFAULT_TOKEN, Emulator, RunningEmulator
+from .account import DEFAULT_TOKEN
+from .emulator import Emulator, RunningEmulator
 
 PROG = "pecapi.testing"
 

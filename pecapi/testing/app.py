@@ -1,6 +1,10 @@
-"""The HTTP layer of the emulator: routing, authentication and scopes, the JSON envelope,
-and the injection of the faults of the plan (at the TCP level for the dropped connections;
-late commits run as background tasks of the emulator, see :mod:`pecapi.testing.late`).
+"""The HTTP layer of the emulator: authentication and scopes, routing through the route
+table (:mod:`pecapi.testing.routes`), request bodies, the JSON envelope, and the injection of
+the faults of the plan (at the TCP level for the dropped connections; late commits run as
+background tasks of the emulator, see :mod:`pecapi.testing.late`).
+
+It serves anything that has the parts of :class:`Served` (the
+:class:`~pecapi.testing.Emulator` does), so it never imports the facade that imports it.
 """
 
 from __future__ import annotations
@@ -9,10 +13,10 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -21,160 +25,40 @@ from pecapi.models.wire import nested_deeper_than
 
 from . import errors as E
 from .errors import ApiError, PlainError
-from .faults import Fault
-from .late import Incoming, read_request
+from .faults import Fault, FaultPlan
+from .late import Incoming, LateCommits, read_request
 from .ledger import RequestRecord
+from .replies import JSON_HEADERS, TEXT_HEADERS, Reply, envelope, fail
+from .routes import Call, Resources, RouteTable
 
-if TYPE_CHECKING:
-    from multidict import MultiMapping
+__all__ = ["MAX_BODY", "MAX_DEPTH", "Served", "build_app", "envelope", "serve_app"]
 
-    from .state import Emulator
-
-__all__ = ["build_app", "serve_app"]
-
-Reply = tuple[int, bytes, Mapping[str, str]]
-Handler = Callable[["Emulator", list[str], "MultiMapping[str]", dict[str, Any]], Reply]
-
-JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
-TEXT_HEADERS: Mapping[str, str] = {"Content-Type": "text/plain; charset=utf-8"}
+#: Request bodies over this size get 413 (read by build_app: a test may lower it).
 MAX_BODY = 64 * 1024 * 1024
 # Deeper bodies are refused: what is stored is encoded again recursively (answers,
 # callbacks), where a body just under the parser's limit would fail after its commit.
 MAX_DEPTH = 128
 
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+#: The route of every path. Not ".*": "." stops at a line feed, and a path with "%0A" in
+#: it would get aiohttp's own text/plain 404 instead of the API's envelope.
+EVERY_PATH = r"/{tail:[\s\S]*}"
 
 
-def envelope(data: Any, message: str = "", error: int | None = None) -> bytes:
-    return _dumps(
-        {"data": data, "success": error is None, "message": message, "error": error}
-    ).encode()
+class Served(Protocol):
+    """What the HTTP layer needs of an emulator."""
 
-
-def _ok(data: Any, message: str = "") -> Reply:
-    return 200, envelope(data, message), JSON_HEADERS
-
-
-def _fail(err: ApiError, headers: Mapping[str, str] = JSON_HEADERS) -> Reply:
-    return err.status, envelope(None, err.message, err.code), headers
-
-
-def _pdf(content: bytes, name: str) -> Reply:
-    return (
-        200,
-        content,
-        {"Content-Type": "application/pdf", "Content-Disposition": f'inline; filename="{name}"'},
-    )
-
-
-# --- handlers: (emulator, path segments, query, JSON body) -> reply ----------------------------
-
-
-def _param(segs: list[str]) -> str:
-    return segs[1] if len(segs) > 1 else ""
-
-
-def h_domini(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    dominio = _param(segs)
-    found = emu.api_check_domain(dominio)
-    if found is None:
-        return 204, b"", {}
-    return _ok(found, f"{dominio} found!")
-
-
-def h_verifica(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_check_pec(_param(segs)))
-
-
-def h_list(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_list_mailboxes())
-
-
-def h_register(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_register(b))
-
-
-def h_get(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_get_mailbox(segs[1]))
-
-
-def h_revoke(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_revoke(segs[1]))
-
-
-def h_activate(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_activate(segs[1], b))
-
-
-def h_modify(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_modify_space(segs[1], b))
-
-
-def h_conserv(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_conservation(segs[1], b))
-
-
-def h_transform(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_change_type(segs[1], b))
-
-
-def h_renew(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_renew(segs[1], q.get("anni")))
-
-
-def h_add_user(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_add_user(segs[1], b))
-
-
-def h_com_list(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_list_comunica())
-
-
-def h_com_new(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_create_comunica(b))
-
-
-def h_com_get(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_get_comunica(segs[1]))
-
-
-def h_com_up(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _ok(emu.api_upload_comunica(segs[1], b))
-
-
-def h_form_act(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _pdf(emu.api_form_activation(segs[1]), f"modulo_attivazione_{segs[1]}.pdf")
-
-
-def h_form_cons(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _pdf(emu.api_form_conservation(segs[1]), f"modulo_conservazione_{segs[1]}.pdf")
-
-
-def h_procura(emu: Emulator, segs: list[str], q: MultiMapping[str], b: dict[str, Any]) -> Reply:
-    return _pdf(emu.api_form_procura(segs[1]), f"procura_registro_imprese_{segs[1]}.pdf")
-
-
-# (first segment, number of segments, third segment or "") -> method -> (handler, reads body)
-ROUTES: dict[tuple[str, int, str], dict[str, tuple[Handler, bool]]] = {
-    ("domini_pec", 1, ""): {"GET": (h_domini, False)},
-    ("domini_pec", 2, ""): {"GET": (h_domini, False)},
-    ("verifica_pec", 1, ""): {"GET": (h_verifica, False)},
-    ("verifica_pec", 2, ""): {"GET": (h_verifica, False)},
-    ("pec", 1, ""): {"GET": (h_list, False), "POST": (h_register, True)},
-    ("pec", 2, ""): {"GET": (h_get, False), "DELETE": (h_revoke, False)},
-    ("pec", 3, "attivazione"): {"PATCH": (h_activate, True)},
-    ("pec", 3, "modifica"): {"PATCH": (h_modify, True)},
-    ("pec", 3, "conservazione"): {"PATCH": (h_conserv, True)},
-    ("pec", 3, "trasformazione"): {"PATCH": (h_transform, True)},
-    ("pec", 3, "rinnovo"): {"GET": (h_renew, False)},
-    ("pec", 3, "multiutenza"): {"POST": (h_add_user, True)},
-    ("pec", 3, "modulo_attivazione"): {"GET": (h_form_act, False)},
-    ("pec", 3, "modulo_conservazione"): {"GET": (h_form_cons, False)},
-    ("comunica_pec", 1, ""): {"GET": (h_com_list, False), "POST": (h_com_new, True)},
-    ("comunica_pec", 2, ""): {"GET": (h_com_get, False), "PATCH": (h_com_up, True)},
-    ("comunica_pec", 3, "procura_registro_imprese"): {"GET": (h_procura, False)},
-}
-_ALLOW = {key: ", ".join(sorted(methods)) for key, methods in ROUTES.items()}
+    @property
+    def resources(self) -> Resources: ...
+    @property
+    def requests(self) -> list[RequestRecord]: ...
+    @property
+    def latency(self) -> float: ...
+    @property
+    def faults(self) -> FaultPlan: ...
+    @property
+    def late_commits(self) -> LateCommits: ...
+    async def aclose(self) -> None: ...
 
 
 # --- faults ------------------------------------------------------------------------------------
@@ -258,8 +142,9 @@ _GATEWAY_TIMEOUT = Fault.status(504, body="html")
 
 
 class _Dispatcher:
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: Served) -> None:
         self.emu = emu
+        self.routes = RouteTable()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         emu = self.emu
@@ -344,38 +229,28 @@ class _Dispatcher:
     def process(self, incoming: Incoming) -> Reply:
         """Authenticate, route and run a request read in full; synchronous, so a commit is
         never interleaved with another request."""
-        emu = self.emu
-        method, path = incoming.method, incoming.path
-        scheme, _, token = incoming.authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return _fail(E.AUTH_MISSING.error(), _UNAUTHORIZED)
-        if token not in emu.tokens:
-            return _fail(E.AUTH_INVALID.error(), _UNAUTHORIZED)
-        if emu.token_expired(token):
-            return _fail(E.AUTH_EXPIRED.error(), _UNAUTHORIZED)
+        resources = self.emu.resources
+        method = incoming.method
+        try:
+            token = resources.tokens.authenticate(incoming.authorization)
+        except ApiError as err:
+            return fail(err, _UNAUTHORIZED)
+        segs = [unquote(seg) for seg in incoming.path.strip("/").split("/")]
+        found = self.routes.match(segs)
+        if found is None:
+            return fail(E.UNKNOWN_PATH.error())
+        route = found.methods.get(method)
+        if route is None:
+            return fail(E.BAD_METHOD.error(), {**JSON_HEADERS, "Allow": found.allow})
+        try:
+            resources.tokens.authorize(token, method, route.segment)
+        except ApiError as err:
+            return fail(err)
 
-        segs = [unquote(seg) for seg in path.strip("/").split("/")]
-        nsegs = len(segs)
-        key = (segs[0], nsegs, segs[2] if nsegs == 3 else "")
-        methods = ROUTES.get(key)
-        if methods is None:
-            return _fail(E.UNKNOWN_PATH.error())
-        entry = methods.get(method)
-        if entry is None:
-            return _fail(E.BAD_METHOD.error(), {**JSON_HEADERS, "Allow": _ALLOW[key]})
-
-        scopes = emu.tokens[token]
-        if scopes is not None:
-            scope = f"{method}:{emu.host}/{segs[0]}"
-            if scope not in scopes and f"*:{emu.host}/{segs[0]}" not in scopes:
-                return _fail(E.SCOPE_MISSING.error(scope=scope))
-
-        handler, reads_body = entry
         body: dict[str, Any] = {}
-        if reads_body:
+        if route.body:
             if incoming.too_large:
-                return _fail(E.TOO_LARGE.error())
+                return fail(E.TOO_LARGE.error())
             raw = incoming.body
             if raw.strip():
                 try:
@@ -383,14 +258,14 @@ class _Dispatcher:
                 except (ValueError, RecursionError):
                     # RecursionError: [[[[...]]]] deeper than the parser's stack is a bad
                     # body like any other, not a 500.
-                    return _fail(E.BAD_JSON.error())
+                    return fail(E.BAD_JSON.error())
                 if not isinstance(parsed, dict) or nested_deeper_than(parsed, MAX_DEPTH):
-                    return _fail(E.BAD_JSON.error())
+                    return fail(E.BAD_JSON.error())
                 body = parsed
         try:
-            return handler(emu, segs, incoming.query, body)
+            return route.handler(resources, Call(found.params, incoming.query, body))
         except ApiError as err:
-            return _fail(err)
+            return fail(err)
         except PlainError as err:
             return err.status, err.text.encode(), TEXT_HEADERS
 
@@ -398,10 +273,10 @@ class _Dispatcher:
 _UNAUTHORIZED: Mapping[str, str] = {**JSON_HEADERS, "WWW-Authenticate": "Bearer"}
 
 
-def build_app(emu: Emulator) -> web.Application:
+def build_app(emu: Served) -> web.Application:
     """An aiohttp application answering every path through the emulator."""
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_route("*", "/{tail:.*}", _Dispatcher(emu).handle)
+    app.router.add_route("*", EVERY_PATH, _Dispatcher(emu).handle)
 
     async def cancel_late_commits(_: web.Application) -> None:
         await emu.late_commits.aclose()  # before waiting for handlers: "hang" ones end now
@@ -415,7 +290,7 @@ def build_app(emu: Emulator) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_app(emu: Emulator, host: str, port: int) -> AsyncIterator[tuple[str, int]]:
+async def serve_app(emu: Served, host: str, port: int) -> AsyncIterator[tuple[str, int]]:
     """Serve ``emu`` on ``host:port`` (0: any free port); yields the bound (host, port)."""
     runner = web.AppRunner(
         build_app(emu), access_log=None, handle_signals=False, shutdown_timeout=0.5

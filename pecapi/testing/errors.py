@@ -25,7 +25,7 @@ __all__ = [
 class ApiError(Exception):
     """Raised inside a handler: answered as a JSON envelope with ``success: false``."""
 
-    def __init__(self, status: int, code: int | None, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -82,6 +82,8 @@ AUTH_MISSING = _inv("*", 401, 401, "Authorization Bearer token required")
 AUTH_INVALID = _inv("*", 401, 401, "Invalid token")
 AUTH_EXPIRED = _inv("*", 401, 401, "Token expired")
 SCOPE_MISSING = _inv("*", 403, 403, "the token does not have the scope {scope}")
+# Also on POST /pec and POST /comunica_pec, which document no 400: their 406 means a field's
+# value is not valid, and a body that is no JSON object is refused before any field is read.
 BAD_JSON = _inv("*", 400, 400, "invalid JSON body: a JSON object is required")
 UNKNOWN_PATH = _inv("*", 404, 404, "resource not found")
 BAD_METHOD = _inv("*", 405, 405, "method not allowed")
@@ -227,9 +229,11 @@ _R = "GET /pec/{id}/rinnovo"
 REN_WRONG_ID = _doc(_R, 400, 201, "Wrong id")
 REN_NOT_FOUND = _doc(_R, 404, 202, "no pec found")
 REN_STATE = _doc(_R, 428, 203, "you can renew only evaded or revoked pec")
-REN_ANNI = _inv(_R, 406, 204, "anni not valid: a whole number from 1 to 10 is required")
+# rinnovo documents 200, 400, 404 and 428 only: a bad `anni` is a bad request (400), an
+# address taken by another mailbox meanwhile an unmet precondition (428), as the 203 is.
+REN_ANNI = _inv(_R, 400, 204, "anni not valid: a whole number from 1 to 10 is required")
 REN_CREDIT = _inv(_R, 402, 205, _CREDIT)
-REN_TAKEN = _inv(_R, 406, 206, "casella_pec not available")
+REN_TAKEN = _inv(_R, 428, 206, "casella_pec not available")
 
 # --- POST /pec/{id}/multiutenza -----------------------------------------------------------------
 _U = "POST /pec/{id}/multiutenza"

@@ -6,7 +6,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-__all__ = ["DEFAULT_REGISTER_PRICES", "Charge", "PriceList", "RequestRecord"]
+__all__ = ["DEFAULT_REGISTER_PRICES", "OPERATIONS", "Charge", "PriceList", "RequestRecord"]
+
+#: The ``operation`` of each kind of charge.
+OPERATIONS = (
+    "register",
+    "renewal",
+    "space",
+    "conservazione",
+    "trasformazione",
+    "multiutenza",
+    "comunica_pec",
+    "verifica_dominio",
+)
 
 #: Yearly price of each mailbox type (EUR). The emulator's own figures, not Openapi's tariff.
 DEFAULT_REGISTER_PRICES: Mapping[str, Decimal] = {
@@ -60,8 +72,7 @@ class PriceList:
 class Charge:
     """One debit of the wallet: appended to the ledger only when the operation succeeded."""
 
-    operation: str  # register | renewal | space | conservazione | trasformazione | multiutenza
-    #                 | comunica_pec | verifica_dominio
+    operation: str  # one of OPERATIONS
     amount: Decimal
     target_id: str  # the mailbox or comunica_pec request id ("" for verifica_dominio)
     detail: str

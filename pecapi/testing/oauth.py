@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,8 +29,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import ROUTES
-from .state import Emulator
+from .account import seeded_random
+from .app import EVERY_PATH
+from .emulator import Emulator
+from .routes import ROUTES
 
 __all__ = ["IssuedToken", "OAuthEmulator", "RunningOAuth"]
 
@@ -47,6 +48,7 @@ INVALID_TTL = (406, 130, "invalid ttl: from 1 second to one year")
 BAD_JSON = (400, 400, "invalid JSON body")
 MISSING_TOKEN = (404, 150, "Missing Token")
 NOT_FOUND = (404, 404, "resource not found")
+METHOD_NOT_ALLOWED = (405, 405, "method not allowed")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class RunningOAuth:
 
 
 def _pec_scopes(host: str) -> tuple[str, ...]:
-    pairs = sorted({(method, key[0]) for key, methods in ROUTES.items() for method in methods})
+    pairs = sorted({(route.method, route.segment) for route in ROUTES})
     return tuple(f"{method}:{host}/{segment}" for method, segment in pairs)
 
 
@@ -109,7 +111,9 @@ class OAuthEmulator:
         #: how many POST /token requests arrived (successful or not)
         self.requests = 0
         self._failures: list[int] = []
-        self._rng = random.Random(seed)
+        # its own stream: with Random(seed), as the PEC emulator's ids, the first token of
+        # an emulator was its first mailbox id
+        self._rng = seeded_random(seed, "oauth tokens")
 
     @property
     def creations(self) -> int:
@@ -212,6 +216,11 @@ class OAuthEmulator:
         return _reply(200, {"message": "1 deleted token", "success": True, "error": None})
 
     async def _unknown(self, request: web.Request) -> web.Response:
+        # Every answer is the JSON envelope, aiohttp's plain-text 404/405 never.
+        segments = request.rel_url.raw_path.strip("/").split("/")
+        if segments[0] == "token" and len(segments) <= 2:
+            allow = "GET, POST" if len(segments) == 1 else "DELETE"
+            return _fail(METHOD_NOT_ALLOWED, {**JSON_HEADERS, "Allow": allow})
         return _fail(NOT_FOUND)
 
     def app(self) -> web.Application:
@@ -220,7 +229,7 @@ class OAuthEmulator:
         app.router.add_post("/token", self._create)
         app.router.add_get("/token", self._list)
         app.router.add_delete("/token/{token}", self._delete)
-        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        app.router.add_route("*", EVERY_PATH, self._unknown)
         return app
 
     @asynccontextmanager

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from .emulator import Emulator, RunningEmulator
 from .oauth import OAuthEmulator, RunningOAuth
-from .state import Emulator, RunningEmulator
 
 __all__ = ["pec_emulator", "pec_oauth_server", "pec_server"]
 

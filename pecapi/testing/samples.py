@@ -8,7 +8,7 @@ from typing import Any
 from pecapi.models import ComunicaPecRequest, MailboxRegistration
 
 from .pdf import make_pdf
-from .state import P7M_OID
+from .rules import P7M_OID
 
 __all__ = [
     "comunica_body",

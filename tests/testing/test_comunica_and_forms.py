@@ -37,7 +37,8 @@ async def test_create_and_full_flow(api):
         "cf_piva": "12345678910",
         "comune": "roma",
         "provincia": "RM",
-        "callback": False,
+        # no callback: left out (the schema's Callback is an object; the examples' false
+        # is not one)
         "stato": "codice_in_richiesta",
         "codice_registro_imprese": "openapi",
         "documenti_registro_imprese": [],
@@ -88,6 +89,15 @@ async def test_create_with_callback(api):
         "method": "POST",
         "data": {},
     }
+
+
+async def test_no_callback_is_left_out(api):
+    created = await api.ok("POST", "/comunica_pec", comunica_body())
+    seeded = api.emu.seed_comunica("s@pec.it", stato="in_attesa_di_documenti")
+    uploaded = await api.ok("PATCH", f"/comunica_pec/{seeded}", {"documenti": p7m_base64()})
+    for data in (created, await api.ok("GET", f"/comunica_pec/{created['id']}"), uploaded):
+        assert "callback" not in data  # the schema's Callback is an object: no `false`
+    assert "callback" not in api.emu.comunica_requests[seeded]
 
 
 async def test_auto_process_comunica():

@@ -84,12 +84,38 @@ async def test_wrong_method_is_405_with_allow(api):
     assert resp.headers["Allow"] == "DELETE, GET"
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"'])
-async def test_bad_json_body_is_400(api, raw):
-    resp = await api.call("POST", "/pec", data=raw)
-    assert resp.status == 400
-    assert resp.json["error"] == 400
-    assert resp.json["success"] is False
+@pytest.mark.parametrize(
+    ("path", "status", "code", "message"),
+    [
+        ("/pec/%0A", 400, 201, "Wrong id"),
+        ("/pec/%0A/rinnovo", 400, 201, "Wrong id"),
+        ("/pec/a%0Ab", 400, 201, "Wrong id"),
+        ("/verifica_pec/%0A", 406, 208, "invalid casella_pec"),
+        ("/domini_pec/%0A", 406, 401, "domain not valid"),
+        ("/comunica_pec/%0A", 400, 333, "Wrong id"),
+        ("/%0A", 404, 404, "resource not found"),
+        ("/pec/%0A/%0A", 404, 404, "resource not found"),
+    ],
+)
+async def test_a_line_feed_in_the_path_gets_the_json_envelope(api, path, status, code, message):
+    # The router of aiohttp does not match "\n" with ".": these paths got its text/plain
+    # "404: Not Found", past the emulator (not logged either).
+    await api.fails("GET", path, status=status, code=code, message=message)
+    assert api.emu.requests[-1].path == path
+    await api.fails("GET", path, status=401, code=401, token=None)
+    resp = await api.fails("PUT", "/pec/%0A", status=405, code=405)
+    assert resp.headers["Allow"] == "DELETE, GET"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"', b"null", b"3"])
+@pytest.mark.parametrize("path", ["/pec", "/comunica_pec", "/pec/{id}/modifica"])
+async def test_a_body_that_is_no_json_object_is_400(api, raw, path):
+    # The same answer wherever a body is read, documented 400 or not (see the README).
+    method = "PATCH" if path.endswith("modifica") else "POST"
+    path = path.format(id=api.emu.seed_mailbox("a@testcert.legalmail.it"))
+    resp = await api.call(method, path, data=raw)
+    assert (resp.status, resp.json["error"], resp.json["success"]) == (400, 400, False)
+    assert resp.json["message"] == "invalid JSON body: a JSON object is required"
     assert api.emu.ledger == []
 
 
@@ -117,7 +143,7 @@ async def test_latency_setting_delays_every_request():
 async def test_certified_domain_found(api, dominio):
     resp = await api.call("GET", f"/domini_pec/{dominio}")
     assert resp.status == 200
-    assert resp.json == {"data": [], "success": True, "message": f"{dominio} found!", "error": None}
+    assert resp.json == {"data": [], "success": True, "message": f"{dominio} found!"}
 
 
 async def test_uncertified_domain_is_204(api):
@@ -169,7 +195,7 @@ async def test_paid_domain_check():
 
 async def test_available_address(api):
     resp = await api.call("GET", "/verifica_pec/prova_pec@legalmail.it")
-    assert resp.json == {"data": {"available": True}, "success": True, "message": "", "error": None}
+    assert resp.json == {"data": {"available": True}, "success": True, "message": ""}
 
 
 async def test_taken_address_is_406_209(api):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
+import jsonschema
 import pytest
 
 from pecapi.testing import DEFAULT_TOKEN, Charge, Emulator, PriceList
 from pecapi.testing.errors import REG_REQUIRED
+from pecapi.testing.rules import add_years, fmt_date
 from pecapi.testing.samples import mailbox_body, multiutenza_body, p7m_base64, pdf_base64
-from pecapi.testing.state import add_years, fmt_date
 
 CASELLA_KEYS = {
     "casella_pec", "tipo_casella", "tipo_cliente", "sottotipo_cliente", "sottotipo_cliente_altro",
@@ -22,10 +25,11 @@ CASELLA_KEYS = {
     "provincia_titolare", "callback", "dominio", "owner", "timestamp", "cellulare",
     "comune_nascita_richiedente", "cod_attivazione", "uid", "conservazione", "data_scadenza",
     "descrizione", "sms", "spazio_conservazione", "spazio_disco", "spazio_storico", "stato",
-    "storico", "id", "autorinnovo", "tipo_documento", "numero_documento",
+    "storico", "id", "autorinnovo", "numero_documento",
     "data_scadenza_documento", "documento_rilasciato_da", "data_rilascio_documento",
 }  # fmt: skip
 NOW = 1_700_000_000  # 14/11/2023
+SPEC = Path(__file__).parents[1] / "data" / "pec.openapi.json"
 ZERO_ID = "0123456789abcdef01234567"
 
 
@@ -72,13 +76,43 @@ async def test_register_returns_full_casella_and_charges(api):
     assert data["conservazione"] is data["sms"] is data["storico"] is data["autorinnovo"] is False
     assert data["data_scadenza"] == ""
     assert data["cellulare"] == ""
-    assert data["tipo_documento"] == ""
+    assert "tipo_documento" not in data  # unset: the schema's enum has no ""
     assert emu.ledger == [
         Charge("register", Decimal("8.00"), data["id"], "BRONZE yourpec@testcert.legalmail.it", NOW)
     ]
     assert emu.wallet == Decimal("992.00")
     assert emu.mailboxes[data["id"]] == data
     assert (await api.ok("GET", f"/pec/{data['id']}")) == data
+
+
+def _casella_errors(data: dict) -> list[str]:
+    """What is wrong with ``data`` as a Casella of the specification (enums, types)."""
+    spec = json.loads(SPEC.read_text())
+    schema = {"$ref": "#/components/schemas/Casella", "components": spec["components"]}
+    return [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(data)]
+
+
+async def test_mailbox_answers_follow_the_casella_schema(api):
+    emu = api.emu
+    registered = await api.ok("POST", "/pec", mailbox_body())
+    seeded = emu.seed_mailbox("seeded@testcert.legalmail.it")
+    with_document = await api.ok(
+        "POST", "/pec", mailbox_body("doc@testcert.legalmail.it", tipo_documento="PATENTE")
+    )
+    for data in (
+        registered,
+        await api.ok("GET", f"/pec/{registered['id']}"),
+        await api.ok("GET", f"/pec/{seeded}"),
+        await api.ok("GET", f"/pec/{seeded}/rinnovo"),
+        with_document,
+    ):
+        assert _casella_errors(data) == [], data["id"]
+    # an unset enum field is left out, a set one is answered as sent
+    assert "tipo_documento" not in registered
+    assert "tipo_documento" not in emu.mailboxes[seeded]
+    assert with_document["tipo_documento"] == "PATENTE"
+    # the other unset strings stay "" (the schema allows it), as the spec's examples show
+    assert registered["sottotipo_cliente"] == registered["numero_documento"] == ""
 
 
 async def test_register_without_callback_omits_it(api):
@@ -175,7 +209,7 @@ async def test_register_empty_optional_strings_are_unset(api):
         "POST", "/pec", mailbox_body(sottotipo_cliente="", tipo_documento="", cellulare="")
     )
     assert data["sottotipo_cliente"] == ""
-    assert data["tipo_documento"] == ""
+    assert "tipo_documento" not in data  # unset: left out (an enum of the schema)
 
 
 @pytest.mark.parametrize(
@@ -234,7 +268,7 @@ async def test_production_domains():
                 server.url + "/pec", json=mailbox_body(address, tipo), headers=headers
             ) as r:
                 body = await r.json()
-                assert (r.status, body["error"]) == (status, code), (address, tipo, body)
+                assert (r.status, body.get("error")) == (status, code), (address, tipo, body)
     assert len(emu.ledger) == 5
 
 
@@ -638,7 +672,8 @@ async def test_renew_revoked_address_taken_again(api):
     emu = api.emu
     old = emu.seed_mailbox("same@testcert.legalmail.it", stato="revocata")
     emu.seed_mailbox("same@testcert.legalmail.it")
-    await api.fails("GET", f"/pec/{old}/rinnovo", status=406, code=206)
+    # a precondition on the mailbox's state: the 428 the operation documents, not a 406
+    await api.fails("GET", f"/pec/{old}/rinnovo", status=428, code=206)
 
 
 async def test_renew_errors(api):
@@ -647,7 +682,8 @@ async def test_renew_errors(api):
     await api.fails("GET", "/pec/x/rinnovo", status=400, code=201, message="Wrong id")
     await api.fails("GET", f"/pec/{ZERO_ID}/rinnovo", status=404, code=202, message="no pec found")
     for anni in ("0", "-1", "x", "11", "1.5"):
-        await api.fails("GET", f"/pec/{mailbox_id}/rinnovo?anni={anni}", status=406, code=204)
+        # a bad query parameter: the 400 the operation documents (it has no 406)
+        await api.fails("GET", f"/pec/{mailbox_id}/rinnovo?anni={anni}", status=400, code=204)
     registered = active(emu, stato="registrata")
     await api.fails(
         "GET",
@@ -659,6 +695,21 @@ async def test_renew_errors(api):
     emu.wallet = Decimal("1")
     await api.fails("GET", f"/pec/{mailbox_id}/rinnovo", status=402, code=205)
     assert emu.ledger == []
+
+
+async def test_charges_refuses_an_unknown_operation_name(api):
+    emu = api.emu
+    mailbox_id = active(emu)
+    await api.ok("GET", f"/pec/{mailbox_id}/rinnovo")
+    assert len(emu.charges("renewal", mailbox_id)) == 1
+    # "renew" is no operation: a silent [] would let `assert not charges(...)` check nothing
+    with pytest.raises(ValueError, match=r"'renew'.*renewal") as info:
+        emu.charges("renew")
+    for name in ("register", "space", "conservazione", "trasformazione", "multiutenza"):
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match="'Renewal'"):
+        emu.charges(operation="Renewal", target_id=mailbox_id)
+    assert emu.charges("verifica_dominio") == []  # a valid name with no charge yet
 
 
 # --- POST /pec/{id}/multiutenza ------------------------------------------------------------------

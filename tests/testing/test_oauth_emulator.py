@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 
 import aiohttp
+import yarl
 
 from pecapi.testing import DEFAULT_TOKEN, Emulator, OAuthEmulator
+from pecapi.testing.samples import mailbox_body
 
 HOST = "test.pec.openapi.it"
 
@@ -87,3 +89,46 @@ async def test_the_oauth_emulator_issues_lists_and_revokes_tokens() -> None:
         emu.advance_time(365 * 24 * 3600)
         async with s.get(url, headers=auth) as r:
             assert r.status == 204  # every token expired or revoked
+
+
+async def test_tokens_and_ids_come_from_separate_seeded_streams() -> None:
+    # Both used random.Random(seed): with the default seed, the first token was the first
+    # mailbox id, so a test mixing them up could pass.
+    emu = Emulator()
+    oauth = OAuthEmulator(emu)
+    auth = _basic(oauth.email, oauth.api_key)
+    async with emu.serve() as pec, oauth.serve() as server, aiohttp.ClientSession() as s:
+        async with s.post(
+            f"{server.url}/token", json={"scopes": [f"*:{HOST}/*"]}, headers=auth
+        ) as r:
+            token = (await r.json())["token"]
+        async with s.post(
+            f"{pec.url}/pec", json=mailbox_body(), headers={"Authorization": f"Bearer {token}"}
+        ) as r:
+            mailbox_id = (await r.json())["data"]["id"]
+    assert token != mailbox_id
+    # still seeded: the same seed gives the same token and ids again
+    again = Emulator()
+    assert again.seed_mailbox("x@testcert.legalmail.it") == Emulator().seed_mailbox(
+        "x@testcert.legalmail.it"
+    )
+
+
+async def test_every_oauth_answer_is_json() -> None:
+    emu = Emulator()
+    oauth = OAuthEmulator(emu)
+    async with oauth.serve() as server, aiohttp.ClientSession() as s:
+        for method, path, status in (
+            ("GET", "/%0A", 404),
+            ("GET", "/token/%0A/x", 404),
+            ("PUT", "/token", 405),
+            ("PATCH", "/token/abc", 405),
+        ):
+            url = yarl.URL(server.url + path, encoded=True)
+            async with s.request(method, url) as r:
+                assert r.status == status, (method, path)
+                assert r.content_type == "application/json"
+                body = await r.json()
+                assert (body["error"], body["success"]) == (status, False)
+                if status == 405:
+                    assert r.headers["Allow"]
