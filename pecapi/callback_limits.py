@@ -1,8 +1,9 @@
-"""What a callback delivery may be, and reading one within those bounds: a body of at most
-``MAX_BODY`` bytes, JSON without NaN/Infinity nested at most ``MAX_DEPTH`` deep.
+"""What a callback delivery may be, and reading one within those bounds: an uncompressed
+body of at most ``MAX_BODY`` bytes, JSON without NaN/Infinity nested at most ``MAX_DEPTH``
+deep.
 
-Every failure is a :class:`CallbackError`: a sender's bad body must be answered 400, never
-reach the receiver's code as a ``RecursionError`` or a 500 the sender would retry.
+Every failure is a :class:`CallbackError`: a sender's bad body must be answered with a 4xx,
+never reach the receiver's code as a ``RecursionError`` or a 500 the sender would retry.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BODY",
     "MAX_DEPTH",
+    "CallbackEncodingError",
     "CallbackError",
     "CallbackTooLargeError",
+    "check_identity",
     "decode_json",
     "field_names",
     "read_body",
@@ -49,6 +52,20 @@ class CallbackTooLargeError(CallbackError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.limit,))
+
+
+class CallbackEncodingError(CallbackError):
+    """A callback body sent compressed (a ``Content-Encoding`` other than ``identity``),
+    refused unread: ``encoding`` is the first coding named (as sent, at most 40 characters)."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        super().__init__(
+            f"the callback's body is encoded ({encoding!r}): only an uncompressed body is read"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.encoding,))
 
 
 def field_names(names: Iterable[str]) -> str:
@@ -100,6 +117,22 @@ def decode_json(text: str | bytes, where: str) -> Any:
 # -- bodies within bounds -------------------------------------------------------------------
 
 
+def check_identity(request: web.BaseRequest) -> None:
+    """Raise :class:`CallbackEncodingError` unless the body is sent as is (no
+    ``Content-Encoding``, or only ``identity``), before a byte of it is read.
+
+    A compressed body is refused rather than inflated within ``max_body``: a few kilobytes
+    of gzip inflate to megabytes, and aiohttp's server before 3.14 inflates each network
+    read whole, before any limit of ours sees it (so an app serving the handler should
+    also tell aiohttp not to: ``web.AppRunner(app, auto_decompress=False)``). Callbacks
+    are small JSON documents: nothing is lost by asking for them as they are."""
+    for value in request.headers.getall("Content-Encoding", ()):
+        for coding in value.split(","):
+            coding = coding.strip()
+            if coding and coding.lower() != "identity":
+                raise CallbackEncodingError(coding if len(coding) <= 40 else coding[:40] + "...")
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The request's body, if it is at most ``limit`` bytes (as decoded)."""
     if request.content_length is not None and request.content_length > limit:
@@ -107,8 +140,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if not request.can_read_body:  # no body, or read already (by a middleware): cached
         body = await request.read()
     else:
-        # Read here, not with request.read(): the app's client_max_size may be far larger,
-        # and a compressed body grows past its Content-Length as it is decoded.
+        # Read here, not with request.read(): the app's client_max_size may be far larger.
+        # Counted as read, not trusted to Content-Length: a chunked body has none.
         buffer = bytearray()
         async for chunk in request.content.iter_any():
             buffer += chunk

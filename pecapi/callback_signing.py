@@ -27,7 +27,7 @@ from typing import Any
 from yarl import URL
 
 from pecapi.errors import ConfigurationError
-from pecapi.models.common import Callback
+from pecapi.models.common import Callback, redact_query_param
 
 __all__ = ["DEFAULT_PARAM", "MIN_KEY_BYTES", "CallbackSigner"]
 
@@ -129,6 +129,10 @@ class CallbackSigner:
             raise ConfigurationError("CallbackSigner: param must be a non-empty string")
         self._ring = ring
         self.param = param
+        # Here, not only in url(): a signed URL may become a Callback elsewhere (read back
+        # from the API, from a database), and its repr hides the signature once a signer
+        # for its parameter exists in the process, as every verifying receiver has one.
+        redact_query_param(param)
 
     def __repr__(self) -> str:
         # getattr: a traceback of a failed __init__ shows this repr of a half-made signer
@@ -154,6 +158,7 @@ class CallbackSigner:
         base = url if isinstance(url, URL) else URL(url)
         if base.scheme not in ("http", "https") or not base.host:
             raise ValueError("url must be an absolute http(s) URL")
+        redact_query_param(self.param)  # again: ``param`` may have been set since __init__
         return str(base.update_query({self.param: self.sign(address)}))
 
     def callback(

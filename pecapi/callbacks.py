@@ -36,8 +36,10 @@ import attrs
 from pecapi.callback_limits import (
     MAX_BODY,
     MAX_DEPTH,
+    CallbackEncodingError,
     CallbackError,
     CallbackTooLargeError,
+    check_identity,
     decode_json,
     field_names,
     read_body,
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BODY",
     "MAX_DEPTH",
+    "CallbackEncodingError",
     "CallbackError",
     "CallbackEvent",
     "CallbackSigner",
@@ -231,9 +234,12 @@ async def read_request(
     request: web.Request, *, field: str = "data", max_body: int = MAX_BODY
 ) -> CallbackEvent:
     """The event for an aiohttp request: JSON, form-urlencoded or multipart. A body over
-    ``max_body`` bytes is a :class:`CallbackTooLargeError`, read no further."""
+    ``max_body`` bytes is a :class:`CallbackTooLargeError`, read no further; a compressed
+    one (``Content-Encoding`` other than ``identity``) a :class:`CallbackEncodingError`,
+    not read at all."""
     from aiohttp import web
 
+    check_identity(request)
     if request.content_type == "multipart/form-data":
         try:
             value = await read_multipart_field(request, field, max_body)
@@ -249,10 +255,13 @@ async def read_request(
 # -- the handler ---------------------------------------------------------------------------
 
 
-def _answer(status: int, message: str) -> web.StreamResponse:
+def _answer(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.StreamResponse:
     from aiohttp import web
 
-    return web.json_response({"success": status == 200, "message": message}, status=status)
+    body = {"success": status == 200, "message": message}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def _authentic(signer: CallbackSigner, request: web.Request, event: CallbackEvent) -> bool:
@@ -270,13 +279,18 @@ def handler(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler that parses each delivery and awaits ``on_event(event)``.
 
-    It answers 200 once ``on_event`` has returned; 400 to a delivery it cannot read and
-    413 to one over ``max_body`` bytes (with a short reason, never a traceback); 403 when
-    ``verify`` is a :class:`~pecapi.callbacks.CallbackSigner` and the URL called has no
-    valid signature for the object's ``casella_pec``; and 500 if ``on_event`` raised
-    (logged, with its traceback, on the ``pecapi`` logger), so that the sender may retry.
-    ``on_event`` is called only for deliveries answered 200 or 500. ``field`` is the form
-    field holding the JSON (your callback's ``field``, default ``data``).
+    It answers 200 once ``on_event`` has returned; 400 to a delivery it cannot read, 413
+    to one over ``max_body`` bytes and 415 to a compressed one, unread (each with a short
+    reason, never a traceback); 403 when ``verify`` is a
+    :class:`~pecapi.callbacks.CallbackSigner` and the URL called has no valid signature
+    for the object's ``casella_pec``; and 500 if ``on_event`` raised (logged, with its
+    traceback, on the ``pecapi`` logger), so that the sender may retry. ``on_event`` is
+    called only for deliveries answered 200 or 500. ``field`` is the form field holding
+    the JSON (your callback's ``field``, default ``data``).
+
+    aiohttp's server inflates compressed bodies itself unless told not to, and before 3.14
+    does so a whole network read at a time, before this handler runs: serve it with
+    ``web.AppRunner(app, auto_decompress=False)`` so that no compressed body is inflated.
     """
     if not isinstance(field, str) or not field:
         raise ValueError("field must be a non-empty string")
@@ -298,6 +312,10 @@ def handler(
         except CallbackTooLargeError as exc:
             logger.warning("refused a PEC callback: %s", exc)
             return _answer(413, str(exc))
+        except CallbackEncodingError as exc:
+            logger.warning("refused a PEC callback: %s", exc)
+            # RFC 7694: a 415 for a content coding says which codings are accepted
+            return _answer(415, str(exc), {"Accept-Encoding": "identity"})
         except CallbackError as exc:
             logger.warning("rejected a malformed PEC callback: %s", exc)
             return _answer(400, str(exc))

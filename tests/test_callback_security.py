@@ -1,6 +1,7 @@
 """The callback receiver under hostile input, over real HTTP on loopback: signed callback
 URLs (the emulator delivering to ``handler(..., verify=signer)``), forged deliveries,
-malformed and oversized bodies, and the signing key kept out of reprs, errors and logs."""
+malformed, oversized and compressed bodies, and the signing key and signatures kept out of
+reprs, errors and logs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import pickle
 import secrets
 import traceback
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +22,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from pecapi import (
@@ -29,19 +32,24 @@ from pecapi import (
     ConfigurationError,
     Mailbox,
     PecClient,
+    PecError,
+    RetryPolicy,
     ValidationError,
 )
 from pecapi.callbacks import (
     MAX_BODY,
     MAX_DEPTH,
+    CallbackEncodingError,
     CallbackSigner,
     CallbackTooLargeError,
     handler,
     parse_body,
     parse_payload,
 )
-from pecapi.testing import DEFAULT_TOKEN, Emulator
+from pecapi.models.converter import structure
+from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault
 from tests.conftest import PDF_BYTES, make_comunica_request, make_registration, serve_app
+from tests.leaks import secret_leaks
 
 OnEvent = Callable[[CallbackEvent], Awaitable[None]]
 ADDRESS = "mario.rossi@testcert.legalmail.it"
@@ -292,11 +300,6 @@ async def test_bodies_over_the_limit_get_413() -> None:
             assert "larger than 1000 bytes" in (await r.json())["message"]
         async with session.post(url, data=chunked(padded)) as r:  # no Content-Length
             assert r.status == 413
-        gzipped = gzip.compress(padded)
-        assert len(gzipped) < 1000
-        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
-        async with session.post(url, data=gzipped, headers=headers) as r:  # grows when read
-            assert r.status == 413
         form = aiohttp.FormData()
         form.add_field("data", small.decode())
         form.add_field("other", "y" * 2000, filename="big.bin")  # every part counts
@@ -315,6 +318,94 @@ async def test_bodies_over_the_limit_get_413() -> None:
     assert len(events) == 1
     assert CallbackTooLargeError(5).limit == 5
     assert pickle.loads(pickle.dumps(CallbackTooLargeError(5))).limit == 5
+
+
+# -- compressed deliveries -------------------------------------------------------------------
+
+BOMB = gzip.compress(bytes(10 * 1024 * 1024))  # 10 MiB of zeros in about 10 KiB
+
+
+@asynccontextmanager
+async def uninflating_receiver(on_event: OnEvent, **handler_kwargs: Any) -> AsyncIterator[str]:
+    """``receiver`` served as the README advises: aiohttp's server told not to inflate
+    request bodies itself (before 3.14 it inflates each network read whole, before the
+    handler runs)."""
+    app = web.Application()
+    app.router.add_post("/pec-callback", handler(on_event, **handler_kwargs))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}/pec-callback"
+    finally:
+        await runner.cleanup()
+
+
+async def test_compressed_deliveries_get_415_and_never_reach_on_event() -> None:
+    signer = CallbackSigner(KEY)
+    events, on_event = collector()
+    body = json.dumps(mailbox()).encode()
+    async with receiver(on_event, verify=signer) as url, aiohttp.ClientSession() as session:
+        signed = signer.url(url, ADDRESS)
+        for encoding, data in (
+            ("gzip", BOMB),
+            ("deflate", zlib.compress(body)),  # small and valid: refused all the same
+            ("GZIP", gzip.compress(body)),
+            ("identity, gzip", gzip.compress(body)),
+        ):
+            headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+            async with session.post(signed, data=data, headers=headers) as r:
+                assert r.status == 415, encoding
+                assert r.headers["Accept-Encoding"] == "identity"  # what would be read
+                answer = await r.json()
+            assert answer == {
+                "success": False,
+                "message": f"the callback's body is encoded ({encoding.split(', ')[-1]!r}): "
+                "only an uncompressed body is read",
+            }
+        two = CIMultiDict([("Content-Encoding", "identity"), ("Content-Encoding", "gzip")])
+        async with session.post(signed, data=gzip.compress(body), headers=two) as r:
+            assert r.status == 415  # the second header counts too
+        async with session.post(url, data=BOMB, headers={"Content-Encoding": "gzip"}) as r:
+            assert r.status == 403  # unsigned: refused as such, first
+        for identity in ("identity", " Identity ", ""):
+            headers = {"Content-Encoding": identity}
+            async with session.post(signed, data=body, headers=headers) as r:
+                assert r.status == 200, identity
+    assert len(events) == 3
+
+
+async def test_compressed_bodies_are_never_inflated() -> None:
+    """With aiohttp not inflating either, any coding is refused before a byte is read:
+    a body that is not even valid gzip gets 415, not the 400 inflating it would give, and
+    one over max_body 415, not the 413 reading it would give."""
+    events, on_event = collector()
+    body = json.dumps(mailbox()).encode()
+    assert len(body) < 1000 < len(BOMB)
+    form = aiohttp.FormData({"data": body.decode()})
+    async with (
+        uninflating_receiver(on_event, max_body=1000) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        for encoding, data in (
+            ("gzip", BOMB),
+            ("gzip", b"not gzip at all"),
+            ("br", os.urandom(64)),
+            ("zstd", os.urandom(64)),
+            ("x-gzip", gzip.compress(body)),
+            ("y" * 1000, body),
+            ("gzip", form),  # multipart: the whole body is compressed, not a part
+        ):
+            async with session.post(url, data=data, headers={"Content-Encoding": encoding}) as r:
+                assert r.status == 415, encoding[:10]
+                assert len((await r.json())["message"]) < 120  # a coding is shown cut short
+        async with session.post(url, data=body) as r:
+            assert r.status == 200
+    assert len(events) == 1
+    refused = pickle.loads(pickle.dumps(CallbackEncodingError("br")))
+    assert isinstance(refused, CallbackEncodingError) and refused.encoding == "br"
+    assert issubclass(CallbackEncodingError, CallbackError)  # a 4xx, like the others
 
 
 # -- the key stays secret --------------------------------------------------------------------
@@ -394,3 +485,56 @@ def test_the_signature_never_shows_in_a_repr() -> None:
     for text in (repr(callback), repr(box), str(box)):
         assert signature not in text
         assert "pecapi_sig=<redacted>" in text and "x=1" in text
+
+
+async def test_a_custom_signature_parameter_never_shows_either() -> None:
+    signer = CallbackSigner(KEY, param="x_sig")
+    callback = signer.callback("https://example.org/cb?x=1", ADDRESS)
+    signature = signer.sign(ADDRESS)
+    assert f"x_sig={signature}" in callback.url  # sent as is
+    registration = make_registration(ADDRESS, callback=callback)
+    for text in (repr(callback), str(callback), repr(registration), str(registration)):
+        assert signature not in text
+        assert "x_sig=<redacted>" in text and "x=1" in text
+    errors: list[PecError] = []
+    emu = Emulator()
+    async with (
+        emu.serve() as server,
+        PecClient(
+            DEFAULT_TOKEN, sandbox=True, base_url=server.url, retry=RetryPolicy.never()
+        ) as client,
+    ):
+        for fault in (Fault.status(400), Fault.status(500)):  # refused; outcome unknown
+            emu.faults.once(fault, method="POST", path="/pec")
+            with pytest.raises(PecError) as sent:
+                await client.mailboxes.register(registration)
+            errors.append(sent.value)
+    # refused before sending: by the registration's own check, and by the callback's
+    ftp = Callback(url="ftp" + callback.url.removeprefix("https"))
+    makes: list[Callable[[], object]] = [
+        lambda: make_registration("not an address", callback=callback),
+        lambda: make_registration(ADDRESS, callback=ftp),
+    ]
+    for make in makes:
+        with pytest.raises(ValidationError) as refused:
+            make()
+        errors.append(refused.value)
+    assert "x_sig=<redacted>" in str(errors[-1])  # the URL is shown, its signature not
+    for error in errors:
+        assert secret_leaks(error, signature) == [], error
+
+
+def test_a_signer_hides_its_parameter_in_callbacks_made_before_it_or_elsewhere() -> None:
+    """The parameter is hidden from the moment a signer for it exists, whoever made the
+    Callback: read back from the API, from a database, before the signer was."""
+    name = "late_sig_" + secrets.token_hex(4)  # no signer in this process has used it yet
+    token = "A" * 43
+    early = Callback(url=f"https://example.org/cb?{name}={token}")
+    assert token in repr(early)
+    signer = CallbackSigner(KEY, param=name)
+    read_back = structure({"casella_pec": ADDRESS, "callback": {"url": early.url}}, Mailbox)
+    for text in (repr(early), repr(read_back)):
+        assert token not in text and f"{name}=<redacted>" in text
+    signer.param = "changed_" + name  # url() still registers what it signs with
+    changed = signer.callback("https://example.org/cb", ADDRESS)
+    assert signer.sign(ADDRESS) not in repr(changed)

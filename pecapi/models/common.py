@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
+import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote_plus
 
 import attrs
 
 from pecapi.errors import ValidationError
 from pecapi.models.enums import CallbackMethod
 from pecapi.models.wire import from_unix, nested_deeper_than
-
-# The value of the query parameter CallbackSigner adds (pecapi_sig, its default name).
-_SIGNATURE = re.compile(r"([?&]pecapi_sig=)[^&#]*")
 
 __all__ = ["EMPTY_EXTRA", "Callback", "DomainCheck", "Timestamps", "extra_field"]
 
@@ -26,6 +24,50 @@ EMPTY_EXTRA: Mapping[str, Any] = MappingProxyType({})
 def extra_field() -> Any:
     """The ``extra`` field of every response model: fields the schema does not know."""
     return attrs.field(default=EMPTY_EXTRA, repr=False, eq=False, kw_only=True)
+
+
+# -- redacting signatures in reprs ------------------------------------------------------------
+
+# The query parameters whose values a Callback's repr hides: CallbackSigner's default name
+# (pecapi_sig, spelt here: callback_signing imports this module), and the ``param`` of every
+# CallbackSigner made in this process, which the signer adds itself (redact_query_param, in
+# its __init__ and url()): a custom name is covered without anyone having to remember it.
+# Only ever added to: a signer's URLs outlive it. The frozenset is replaced whole, under a
+# lock so that two threads adding at once lose neither name; a repr reads it without the
+# lock and sees the old set or the new one, never one half-built, from any thread or task.
+_redacted_params: frozenset[str] = frozenset({"pecapi_sig"})
+_redacted_lock = threading.Lock()
+
+
+def redact_query_param(name: str) -> None:
+    """Hide the value of the query parameter ``name`` in every :class:`Callback`'s repr
+    (and in its validation errors) from now on: for a signature's parameter."""
+    global _redacted_params
+    if name in _redacted_params:  # the common case, called on every signed URL: no lock
+        return
+    with _redacted_lock:
+        if name not in _redacted_params:
+            _redacted_params = _redacted_params | {name}
+
+
+def _url_repr(url: object) -> str:
+    """``repr(url)`` with the value of each redacted query parameter as ``<redacted>``.
+
+    Names are compared decoded (``x%5Fsig`` is ``x_sig``), as the receiver reads them."""
+    if not isinstance(url, str):
+        return repr(url)
+    head, mark, rest = url.partition("?")
+    if not mark:
+        return repr(url)
+    query, hash_mark, fragment = rest.partition("#")
+    names = _redacted_params
+    pieces = []
+    for piece in query.split("&"):
+        name, equals, _value = piece.partition("=")
+        if equals and unquote_plus(name) in names:
+            piece = f"{name}=<redacted>"
+        pieces.append(piece)
+    return repr(f"{head}?{'&'.join(pieces)}{hash_mark}{fragment}")
 
 
 def _to_callback_method(value: CallbackMethod | str | None) -> CallbackMethod | None:
@@ -45,7 +87,7 @@ class Callback:
 
     # The repr hides a CallbackSigner's signature: it authenticates every delivery about
     # the mailbox, and reprs end up in logs and in error reporters' frame locals.
-    url: str = attrs.field(repr=lambda url: repr(_SIGNATURE.sub(r"\1<redacted>", url)))
+    url: str = attrs.field(repr=_url_repr)
     method: CallbackMethod | None = attrs.field(default=None, converter=_to_callback_method)
     field: str | None = None
     data: Mapping[str, Any] | None = None
@@ -53,7 +95,7 @@ class Callback:
     def check(self) -> None:
         """Raise :class:`ValidationError` if this callback cannot be sent."""
         if not isinstance(self.url, str) or not self.url.startswith(("https://", "http://")):
-            raise ValidationError("callback.url", f"{self.url!r} is not an http(s) URL")
+            raise ValidationError("callback.url", f"{_url_repr(self.url)} is not an http(s) URL")
         if self.method is not None and not self.method.known:
             raise ValidationError("callback.method", f"{self.method.value!r} is not POST or JSON")
         if self.field is not None and not self.field:
