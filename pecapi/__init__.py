@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from pecapi.batch import Batch, BatchProgress, BatchResult
 from pecapi.callbacks import (
+    CallbackEncodingError,
     CallbackError,
     CallbackEvent,
     CallbackSigner,
@@ -83,6 +84,7 @@ __all__ = [
     "BatchProgress",
     "BatchResult",
     "Callback",
+    "CallbackEncodingError",
     "CallbackError",
     "CallbackEvent",
     "CallbackMethod",

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp.payload import BytesPayload, Payload
 from yarl import URL
 
 from pecapi import __version__
@@ -269,7 +270,6 @@ class Pipeline:
         timeout = exchange.options.timeout or DEFAULT_TIMEOUT
         if time_left is not None and (timeout.total is None or time_left < timeout.total):
             timeout = Timeout(total=max(time_left, 0.001), connect=timeout.connect)
-        body = exchange.body()
         started = time.perf_counter()
         try:
             async with (
@@ -277,9 +277,11 @@ class Pipeline:
                 session.request(
                     exchange.method,
                     exchange.url,
-                    data=body,
-                    # Built in the call: no local of this frame holds the plain token.
-                    headers=_headers(token, exchange, json=isinstance(body, bytes)),
+                    # Both built in the call: no local of this frame holds the plain
+                    # token, or the body (personal data, a signed callback URL), which
+                    # error reporters would record with the frame's locals.
+                    data=_payload(exchange),
+                    headers=_headers(token, exchange),
                     timeout=_client_timeout(timeout),
                     allow_redirects=False,
                     # A session passed in by the user may say otherwise: pecapi's error
@@ -311,15 +313,19 @@ class Pipeline:
         raise_unchained(error)
 
 
-def _headers(token: Secret, exchange: Exchange, *, json: bool) -> dict[str, str]:
-    headers = {
+def _headers(token: Secret, exchange: Exchange) -> dict[str, str]:
+    return {
         "Authorization": "Bearer " + token.reveal(),
         "Accept": exchange.endpoint.accept,
         "Accept-Encoding": ACCEPT_ENCODING,  # only what the readers can inflate
     }
-    if json:
-        headers["Content-Type"] = "application/json"
-    return headers
+
+
+def _payload(exchange: Exchange) -> Payload | None:
+    body = exchange.body()
+    if isinstance(body, bytes):  # an encoded JSON object (json_body)
+        return BytesPayload(body, content_type="application/json")
+    return body  # None, or a streamed payload with its own Content-Type
 
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
