@@ -8,12 +8,11 @@ never reach the receiver's code as a ``RecursionError`` or a 500 the sender woul
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pecapi.errors import PecError
+from pecapi.jsontext import MAX_DEPTH, JsonError, loads
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -31,10 +30,6 @@ __all__ = [
     "read_multipart_field",
 ]
 
-#: the deepest nesting of arrays and objects in a delivery: room for the 100 levels of
-#: ``callback.data`` that ``Callback.check`` lets through, inside the envelope, the object
-#: and its callback; far from the parser's recursion limit (about 1000)
-MAX_DEPTH = 128
 #: the largest body :func:`handler` and :func:`read_request` read (bytes)
 MAX_BODY = 1024 * 1024
 
@@ -80,38 +75,13 @@ def field_names(names: Iterable[str]) -> str:
 # -- JSON -----------------------------------------------------------------------------------
 
 
-def _no_constant(name: str) -> Any:
-    raise CallbackError(f"{name} is not a JSON number")
-
-
-def _check_shape(value: Any, where: str) -> None:
-    # Iterative, so a deep document cannot exhaust the stack here; MAX_DEPTH keeps the
-    # converter's and the user's recursive code safe afterwards.
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, float) and not math.isfinite(node):  # 1e999 reads as inf
-            raise CallbackError(f"{where} holds a number out of range")
-        if not isinstance(node, (dict, list)):
-            continue
-        if depth > MAX_DEPTH:
-            raise CallbackError(f"{where} is nested deeper than {MAX_DEPTH} levels")
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children)
-
-
 def decode_json(text: str | bytes, where: str) -> Any:
-    """The JSON value of ``text``; ``where`` names it in the :class:`CallbackError`."""
+    """The JSON value of ``text``; ``where`` names it in the :class:`CallbackError`.
+    ``MAX_DEPTH`` keeps the converter's and the user's recursive code safe afterwards."""
     try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except CallbackError as exc:
+        return loads(text, max_depth=MAX_DEPTH, constants=False)
+    except JsonError as exc:
         raise CallbackError(f"{where} is not valid JSON: {exc}") from None
-    except RecursionError:  # the C parser's own guard, below MAX_DEPTH's check
-        raise CallbackError(f"{where} is nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an int too long to read
-        raise CallbackError(f"{where} is not valid JSON") from None
-    _check_shape(value, where)
-    return value
 
 
 # -- bodies within bounds -------------------------------------------------------------------

@@ -9,7 +9,8 @@ callbacks, the CLI's files, the journal, the emulator's request bodies) goes thr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
@@ -22,8 +23,10 @@ __all__ = [
     "whole_number",
 ]
 
-#: Far deeper than anything the PEC API or a callback sends (3 or 4 levels), and far
-#: below the parser's own recursion limit.
+#: The deepest nesting of arrays and objects pecapi reads where it checks (callback
+#: deliveries, the emulator's request bodies): room for the 100 levels of
+#: ``callback.data`` that ``Callback.check`` lets through, inside the envelope, the object
+#: and its callback; far from the parser's recursion limit (about 1000).
 MAX_DEPTH = 128
 
 
@@ -52,7 +55,14 @@ def count_values(text: str | bytes) -> int:
 
 def _no_constant(name: str) -> Any:
     # NaN and Infinity are not JSON (RFC 8259); Python's parser accepts them by default.
-    raise JsonError(f"{name} is not a JSON value")
+    raise JsonError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as inf
+        raise JsonError(f"a number out of range ({text[:20]})")
+    return value
 
 
 def loads(
@@ -69,17 +79,19 @@ def loads(
     limit alone lets a 60 MiB answer take 1.6 GB. ``max_depth`` refuses a value nested
     deeper (the parser itself fails only near the interpreter's recursion limit, with a
     ``RecursionError``, which is reported as a :class:`JsonError` too). ``constants``
-    False refuses ``NaN`` and ``Infinity``.
+    False refuses ``NaN``, ``Infinity`` and numbers out of the float range (``1e999``).
     """
     if max_values is not None:
         count = count_values(text)
         if count > max_values:
             raise TooManyValues(count, max_values)
-    hook: Callable[[str], Any] | None = None if constants else _no_constant
+    constant: Callable[[str], Any] | None = None if constants else _no_constant
+    number: Callable[[str], Any] | None = None if constants else _finite
     try:
-        value = json.loads(text, parse_constant=hook)
+        value = json.loads(text, parse_constant=constant, parse_float=number)
     except RecursionError:
-        raise JsonError("nested too deeply") from None
+        deeper = f"{max_depth} levels" if max_depth is not None else "the parser's stack"
+        raise JsonError(f"nested deeper than {deeper}") from None
     except JsonError:
         raise
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int too long
@@ -99,15 +111,16 @@ def _reason(exc: ValueError) -> str:
 
 
 def nested_deeper(value: Any, depth: int) -> bool:
-    """Whether ``value`` has containers nested more than ``depth`` levels deep.
+    """Whether ``value`` (JSON-like: mappings, lists, tuples) has containers nested more
+    than ``depth`` levels deep (``value`` itself, if a container, is level 1).
 
     Iterative: a value just under the parser's limit must not exhaust the stack here."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict):
+        if isinstance(item, Mapping):
             children: Any = item.values()
-        elif isinstance(item, list):
+        elif isinstance(item, (list, tuple)):
             children = item
         else:
             continue

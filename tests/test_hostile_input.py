@@ -383,7 +383,7 @@ async def test_the_cli_refuses_nested_json_input(
     err = capsys.readouterr().err
     assert code == 5, err  # invalid input, nothing sent
     assert ("from_json" if flag == "--from-json" else "callback.data") in err
-    assert "nested too deeply" in err
+    assert "nested deeper than" in err
     assert emulator.count("POST", "/pec") == 0
 
 

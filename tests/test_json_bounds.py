@@ -35,12 +35,13 @@ def test_values_are_counted_before_parsing() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than the parser"),
         (b'{"a": 1', "Expecting"),
         (b'["\xff"]', "not UTF-8"),
-        (b"[NaN]", "NaN is not a JSON value"),
+        (b"[NaN]", "NaN is not a JSON number"),
+        (b"[1e999]", "out of range"),
     ],
-    ids=["deep", "truncated", "not-utf8", "nan"],
+    ids=["deep", "truncated", "not-utf8", "nan", "out-of-range"],
 )
 def test_unreadable_json_is_one_typed_error(text: bytes, problem: str) -> None:
     with pytest.raises(JsonError, match=problem):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
 
 from pecapi.errors import ValidationError
+from pecapi.jsontext import nested_deeper
 
 __all__ = [
     "format_date",
@@ -86,15 +86,5 @@ def require_address(value: str, field: str) -> str:
 
 def nested_deeper_than(value: object, limit: int) -> bool:
     """Whether ``value`` (JSON-like: mappings, lists, tuples) nests more than ``limit``
-    levels. Level by level, not recursively: it must not fail on what it is checking."""
-    level: list[object] = [value]
-    for _ in range(limit):
-        level = [
-            child
-            for item in level
-            if isinstance(item, (Mapping, list, tuple))
-            for child in (item.values() if isinstance(item, Mapping) else item)
-        ]
-        if not level:
-            return False
-    return True
+    levels, its innermost values counted as a level."""
+    return nested_deeper(value, limit - 1)

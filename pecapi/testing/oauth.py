@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
+from pecapi.jsontext import MAX_DEPTH, JsonError, loads
+
 from .account import seeded_random
 from .app import EVERY_PATH
 from .emulator import Emulator
@@ -154,8 +156,8 @@ class OAuthEmulator:
             status = self._failures.pop(0)
             return _fail((status, status, "service temporarily unavailable"))
         try:
-            body = json.loads(await request.read() or b"null")
-        except (ValueError, RecursionError):  # too deeply nested is a bad body too, not a 500
+            body = loads(await request.read() or b"null", max_depth=MAX_DEPTH)
+        except JsonError:  # too deeply nested is a bad body too, not a 500
             return _fail(BAD_JSON)
         if not isinstance(body, dict):
             return _fail(BAD_JSON)
