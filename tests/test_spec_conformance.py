@@ -1,6 +1,12 @@
 """The client against the specification itself: every documented answer of the spec,
 served over real HTTP by the emulator (``Fault.answer``), is read as documented; and
-every body the client puts on the wire validates against the spec's request schema."""
+every body the client puts on the wire validates against the spec's request schema.
+
+What this proves is the client's side only. ``Fault.answer`` replays the spec's example
+byte for byte and bypasses the emulator's logic, so nothing here says the emulator answers
+as the spec documents: that is ``tests/testing/test_schema_conformance.py`` (every 2xx
+answer of every operation against the response schemas, and the statuses of the errors),
+and Schemathesis in ``.ci/schemathesis``."""
 
 from __future__ import annotations
 
