@@ -19,7 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "emulator",
         help="serve the PEC API emulator (for tests and trials)",
         description="Serve a stateful emulator of the Openapi.it PEC API until Ctrl-C. "
-        "Prints its base URL on stdout; point the other commands at it with --base-url.",
+        "Prints its base URL on stdout; point the other commands at it with --base-url. "
+        "Drive it over HTTP under /_emulator/ (faults, wallet, ledger, request log, "
+        "lifecycle, clock, reset): see pecapi/testing/README.md.",
     )
     testing_main.add_arguments(parser)
     parser.set_defaults(handler=testing_main.run)

@@ -5,16 +5,18 @@
 >>> async with emu.serve() as server:      # doctest: +SKIP
 ...     print(server.url)                  # http://127.0.0.1:<port>
 
+Drive a running one over HTTP under ``/_emulator/`` (:mod:`pecapi.testing.admin`).
 See ``pecapi/testing/README.md``.
 """
 
 from __future__ import annotations
 
 from .account import DEFAULT_TOKEN
+from .admin import ADMIN_PREFIX
 from .callbacks import CallbackDeliverer, Delivery
 from .emulator import Emulator, RunningEmulator
 from .errors import DOCUMENTED_CODES, INVENTED_CODES, ErrorCode
-from .faults import Fault, FaultPlan
+from .faults import TRANSIENT_FAULTS, Fault, FaultPlan, FaultRule
 from .late import LateCommits
 from .ledger import DEFAULT_REGISTER_PRICES, Charge, PriceList, RequestRecord
 from .oauth import IssuedToken, OAuthEmulator, RunningOAuth
@@ -22,11 +24,13 @@ from .pdf import make_pdf
 from .rules import DEFAULT_SPACES
 
 __all__ = [
+    "ADMIN_PREFIX",
     "DEFAULT_REGISTER_PRICES",
     "DEFAULT_SPACES",
     "DEFAULT_TOKEN",
     "DOCUMENTED_CODES",
     "INVENTED_CODES",
+    "TRANSIENT_FAULTS",
     "CallbackDeliverer",
     "Charge",
     "Delivery",
@@ -34,6 +38,7 @@ __all__ = [
     "ErrorCode",
     "Fault",
     "FaultPlan",
+    "FaultRule",
     "IssuedToken",
     "LateCommits",
     "OAuthEmulator",

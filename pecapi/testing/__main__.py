@@ -20,6 +20,7 @@ from decimal import Decimal
 from pecapi.transport.urls import is_loopback
 
 from .account import DEFAULT_TOKEN
+from .admin import ADMIN_PREFIX
 from .emulator import Emulator, RunningEmulator
 
 PROG = "pecapi.testing"
@@ -43,39 +44,89 @@ def _port(text: str) -> int:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The emulator's options (shared with ``pecapi emulator``)."""
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8080, help="port (0: any free port)")
+    """The emulator's options (shared with ``pecapi emulator``). Every help says the
+    default: ``--help`` is where a user of another language learns how it will behave."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8080, help="port, 0 for any free one (default: %(default)s)"
+    )
     parser.add_argument(
         "--token",
         default=DEFAULT_TOKEN,
-        help="bearer token the emulator accepts (default: the public test token, which is "
-        "refused with a non-loopback --host)",
+        help="bearer token the emulator accepts (default: the public test token "
+        "%(default)s, which is refused with a non-loopback --host)",
     )
     parser.add_argument(
-        "--production", action="store_true", help="production rules (default: sandbox)"
+        "--admin-token",
+        default=None,
+        metavar="TOKEN",
+        help=f"bearer token of the admin surface under {ADMIN_PREFIX}/ (default: the --token "
+        "on a loopback --host; on any other host the admin surface is off unless given)",
     )
-    parser.add_argument("--credit", type=Decimal, default=Decimal("1000"), help="wallet (EUR)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="production rules and host in scopes (default: off, sandbox)",
+    )
+    parser.add_argument(
+        "--credit",
+        type=Decimal,
+        default=Decimal("1000"),
+        metavar="EUR",
+        help="wallet at start and after a reset (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds added to every request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability from 0 to 1 that a request meets a transient fault, one of: a 503 "
+        "JSON answer, an nginx 502 page (neither processed), a connection closed before "
+        "processing, or after it (committed, charged, unanswered); seeded by --seed "
+        "(default: %(default)s, none)",
+    )
     parser.add_argument(
         "--auto-process",
         action="store_true",
-        help="complete activations and comunica_pec steps at once",
+        help="complete activations and comunica_pec steps at once (default: off: they wait "
+        f"to be advanced, e.g. by POST {ADMIN_PREFIX}/process-all)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of ids and faults")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of ids, codes and faults (default: %(default)s)"
+    )
     parser.add_argument(
         "--callback-host",
         action="append",
         default=[],
         metavar="HOST",
-        help="also deliver callbacks to this host name or address (repeatable); by default "
-        "only to loopback",
+        help="also deliver callbacks to this host name or address (repeatable; default: "
+        "only to loopback)",
     )
     parser.add_argument(
         "--allow-external-callbacks",
         action="store_true",
-        help="deliver callbacks to any host a request names (sends traffic off the machine)",
+        help="deliver callbacks to any host a request names, which sends traffic off the "
+        "machine (default: off)",
     )
 
 
@@ -95,6 +146,14 @@ def _check(args: argparse.Namespace) -> None:
         raise _CannotStart(
             f"{PROG}: --host {args.host or '(all interfaces)'} is not a loopback address: "
             "give a --token of your own (the default one is public)",
+            2,
+        )
+    admin = args.admin_token
+    if admin is not None and (not admin or admin.split() != [admin]):
+        raise _CannotStart(f"{PROG}: --admin-token must be non-empty, without spaces", 2)
+    if not is_loopback(args.host) and admin == DEFAULT_TOKEN:
+        raise _CannotStart(
+            f"{PROG}: --admin-token cannot be the public test token with a non-loopback --host",
             2,
         )
 
@@ -138,6 +197,8 @@ def emulator_from_args(args: argparse.Namespace) -> Emulator:
         seed=args.seed,
         callback_hosts=args.callback_host,
         allow_external_callbacks=args.allow_external_callbacks,
+        admin_token=args.admin_token,
+        fault_rate=args.fault_rate,
     )
 
 
@@ -158,9 +219,20 @@ async def serve(args: argparse.Namespace) -> None:
             file=sys.stderr,
             flush=True,
         )
+        print(_admin_note(args, url), file=sys.stderr, flush=True)
         if not is_loopback(running.host):
             print(_remote_note(running), file=sys.stderr, flush=True)
         await stop.wait()
+
+
+def _admin_note(args: argparse.Namespace, url: str) -> str:
+    if args.admin_token is not None:
+        whose = "the token given with --admin-token"
+    elif is_loopback(args.host):
+        whose = "the same token as the API"
+    else:
+        return f"{PROG}: admin surface off: a non-loopback --host needs an --admin-token of its own"
+    return f"{PROG}: admin surface at {url}{ADMIN_PREFIX}/ ({whose})"
 
 
 def _remote_note(running: RunningEmulator) -> str:

@@ -1,7 +1,8 @@
 """The HTTP layer of the emulator: authentication and scopes, routing through the route
 table (:mod:`pecapi.testing.routes`), request bodies, the JSON envelope, and the injection of
 the faults of the plan (at the TCP level for the dropped connections; late commits run as
-background tasks of the emulator, see :mod:`pecapi.testing.late`).
+background tasks of the emulator, see :mod:`pecapi.testing.late`). Paths under
+``/_emulator`` go to the admin surface (:mod:`pecapi.testing.admin`) before any of that.
 
 It serves anything that has the parts of :class:`Served` (the
 :class:`~pecapi.testing.Emulator` does), so it never imports the facade that imports it.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,9 +21,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from pecapi.models.wire import nested_deeper_than
+from pecapi.jsontext import MAX_DEPTH, JsonError, loads
 
 from . import errors as E
+from .admin import AdminSurface, is_admin_path
 from .errors import ApiError, PlainError
 from .faults import Fault, FaultPlan
 from .late import Incoming, LateCommits, read_request
@@ -35,9 +36,9 @@ __all__ = ["MAX_BODY", "MAX_DEPTH", "Served", "build_app", "envelope", "serve_ap
 
 #: Request bodies over this size get 413 (read by build_app: a test may lower it).
 MAX_BODY = 64 * 1024 * 1024
-# Deeper bodies are refused: what is stored is encoded again recursively (answers,
-# callbacks), where a body just under the parser's limit would fail after its commit.
-MAX_DEPTH = 128
+# Deeper bodies (MAX_DEPTH, from pecapi.jsontext) are refused: what is stored is encoded
+# again recursively (answers, callbacks), where a body just under the parser's limit
+# would fail after its commit.
 
 
 #: The route of every path. Not ".*": "." stops at a line feed, and a path with "%0A" in
@@ -142,8 +143,9 @@ _GATEWAY_TIMEOUT = Fault.status(504, body="html")
 
 
 class _Dispatcher:
-    def __init__(self, emu: Served) -> None:
+    def __init__(self, emu: Served, admin: AdminSurface | None) -> None:
         self.emu = emu
+        self.admin = admin
         self.routes = RouteTable()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -153,6 +155,10 @@ class _Dispatcher:
         # The raw (still percent-encoded) path: an id containing "%2F" stays one segment,
         # as it does on the wire; fault globs and the request log see it the same way.
         path = request.rel_url.raw_path
+        if self.admin is not None and is_admin_path(path):
+            # before the log, the latency and the faults: driving the emulator must not
+            # change what a test counts, nor be faulted by the rules it sets
+            return await self.admin.handle(request)
         record = RequestRecord(method, path, None, None)
         emu.requests.append(record)
         # Read it all before any delay: processing never depends on the client still being
@@ -254,12 +260,10 @@ class _Dispatcher:
             raw = incoming.body
             if raw.strip():
                 try:
-                    parsed = json.loads(raw)
-                except (ValueError, RecursionError):
-                    # RecursionError: [[[[...]]]] deeper than the parser's stack is a bad
-                    # body like any other, not a 500.
+                    parsed = loads(raw, max_depth=MAX_DEPTH)
+                except JsonError:  # too deep is a bad body like any other, not a 500
                     return fail(E.BAD_JSON.error())
-                if not isinstance(parsed, dict) or nested_deeper_than(parsed, MAX_DEPTH):
+                if not isinstance(parsed, dict):
                     return fail(E.BAD_JSON.error())
                 body = parsed
         try:
@@ -273,10 +277,11 @@ class _Dispatcher:
 _UNAUTHORIZED: Mapping[str, str] = {**JSON_HEADERS, "WWW-Authenticate": "Bearer"}
 
 
-def build_app(emu: Served) -> web.Application:
-    """An aiohttp application answering every path through the emulator."""
+def build_app(emu: Served, admin: AdminSurface | None = None) -> web.Application:
+    """An aiohttp application answering every path through the emulator (those under
+    ``/_emulator`` through ``admin``, if given)."""
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_route("*", EVERY_PATH, _Dispatcher(emu).handle)
+    app.router.add_route("*", EVERY_PATH, _Dispatcher(emu, admin).handle)
 
     async def cancel_late_commits(_: web.Application) -> None:
         await emu.late_commits.aclose()  # before waiting for handlers: "hang" ones end now
@@ -290,10 +295,12 @@ def build_app(emu: Served) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_app(emu: Served, host: str, port: int) -> AsyncIterator[tuple[str, int]]:
+async def serve_app(
+    emu: Served, host: str, port: int, admin: AdminSurface | None = None
+) -> AsyncIterator[tuple[str, int]]:
     """Serve ``emu`` on ``host:port`` (0: any free port); yields the bound (host, port)."""
     runner = web.AppRunner(
-        build_app(emu), access_log=None, handle_signals=False, shutdown_timeout=0.5
+        build_app(emu, admin), access_log=None, handle_signals=False, shutdown_timeout=0.5
     )
     await runner.setup()
     try:

@@ -20,11 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from .account import DEFAULT_TOKEN, HOSTS, Account, Environment, Tokens
+from .admin import AdminSurface, admin_surface
 from .app import build_app, serve_app
 from .callbacks import CallbackDeliverer, Delivery
 from .comunica import ComunicaRequests
 from .domains import Domains
-from .faults import FaultPlan
+from .faults import TRANSIENT_FAULTS, FaultPlan
 from .forms import Forms
 from .late import LateCommits
 from .ledger import OPERATIONS, Charge, PriceList, RequestRecord
@@ -70,9 +71,33 @@ class Emulator:
         callback_envelope: bool = True,
         callback_hosts: Iterable[str] = (),
         allow_external_callbacks: bool = False,
+        admin_token: str | None = None,
+        fault_rate: float = 0.0,
     ) -> None:
         if environment not in HOSTS:
             raise ValueError("environment must be 'sandbox' or 'production'")
+        if admin_token is not None and (not admin_token or admin_token.split() != [admin_token]):
+            raise ValueError("admin_token must be a non-empty string without spaces")
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError("fault_rate must be in [0, 1]")
+        # What reset() goes back to; iterables are read once (an iterator would be empty
+        # the second time).
+        self._initial = _Initial(
+            environment=environment,
+            owner=owner,
+            credit=Decimal(credit),
+            prices=prices if prices is not None else PriceList(),
+            own_domains=tuple(own_domains),
+            certified_domains=None if certified_domains is None else tuple(certified_domains),
+            auto_process=auto_process,
+            latency=latency,
+            fault_rate=fault_rate,
+        )
+        token_scopes = {DEFAULT_TOKEN: None} if tokens is None else dict(tokens)
+        self._admin_token = admin_token
+        # Without an admin token of its own, on loopback the admin surface takes the tokens
+        # built with every scope: a token limited to some scopes must not drive the account.
+        self._api_admin_tokens = tuple(t for t, s in token_scopes.items() if s is None)
         #: delivers callbacks to the URLs of registrations and requests (see README); only
         #: to loopback hosts, those in ``callback_hosts``, or any with allow_external_callbacks
         self.callbacks = CallbackDeliverer(
@@ -82,22 +107,32 @@ class Emulator:
             hosts=callback_hosts,
             allow_external=allow_external_callbacks,
         )
+        self.environment: Environment = environment
+        self.host = HOSTS[environment]
+        self.latency = latency
+        self.seed = seed
+        self.faults = FaultPlan(seed)
+        #: the requests of ``Fault.late`` faults waiting to be processed (see README)
+        self.late_commits = LateCommits()
+        self.requests: list[RequestRecord] = []
+        self._build(token_scopes, token_expiry or {})
+
+    def _build(
+        self, scopes: Mapping[str, Iterable[str] | None], expiry: Mapping[str, float]
+    ) -> None:
+        """The account and its resources as built (or reset), and the fault_rate rule."""
+        initial = self._initial
         account = Account(
-            environment=environment,
-            owner=owner,
-            credit=Decimal(credit),
-            prices=prices if prices is not None else PriceList(),
-            seed=seed,
-            auto_process=auto_process,
+            environment=initial.environment,
+            owner=initial.owner,
+            credit=initial.credit,
+            prices=initial.prices,
+            seed=self.seed,
+            auto_process=initial.auto_process,
             callbacks=self.callbacks,
         )
-        tokens_ = Tokens(
-            {DEFAULT_TOKEN: None} if tokens is None else tokens,
-            token_expiry or {},
-            account.clock,
-            account.host,
-        )
-        domains = Domains(account, own_domains, certified_domains)
+        tokens_ = Tokens(scopes, expiry, account.clock, account.host)
+        domains = Domains(account, initial.own_domains, initial.certified_domains)
         mailboxes = Mailboxes(account, domains)
         comunica = ComunicaRequests(account)
         #: the account, its tokens and every resource: what the route table's handlers use
@@ -111,14 +146,31 @@ class Emulator:
             forms=Forms(mailboxes, comunica),
         )
         self._account = account
-        self.environment: Environment = environment
-        self.host = account.host
-        self.latency = latency
-        self.seed = seed
-        self.faults = FaultPlan(seed)
-        #: the requests of ``Fault.late`` faults waiting to be processed (see README)
-        self.late_commits = LateCommits()
-        self.requests: list[RequestRecord] = []
+        if initial.fault_rate > 0:
+            self.faults.rate(initial.fault_rate, TRANSIENT_FAULTS)
+
+    async def reset(self) -> None:
+        """Back to the state it was built in, with the same seed and options: wallet, ledger,
+        mailboxes, comunica_pec requests, documents, ids, the clock (real time), latency,
+        auto_process, prices, the request log, the fault plan (its rules and counts; the
+        ``fault_rate`` rule again). Late commits still waiting and callbacks in flight are
+        cancelled, the deliveries forgotten. The tokens are kept as they are (added,
+        revoked, expiries): they are access, not state, and a client holding one (from an
+        :class:`~pecapi.testing.OAuthEmulator` too) must not be logged out by a reset.
+        """
+        await self.late_commits.aclose()
+        await self.callbacks.aclose()
+        self.callbacks.deliveries.clear()
+        self.requests.clear()
+        self.latency = self._initial.latency
+        self.faults.reset()
+        tokens = self.resources.tokens
+        self._build(tokens.scopes, tokens.expiry)
+
+    @property
+    def admin_token(self) -> str | None:
+        """The admin surface's own token (``None``: see :meth:`serve`)."""
+        return self._admin_token
 
     # --- the account ------------------------------------------------------------------------
 
@@ -320,12 +372,35 @@ class Emulator:
     # --- serving ----------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        """The aiohttp application serving this emulator."""
-        return build_app(self)
+        """The aiohttp application serving this emulator. Where it will listen is unknown
+        here: its admin surface is on only with an ``admin_token``."""
+        return build_app(self, self._admin(None))
 
     @asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningEmulator]:
-        """Serve over HTTP on ``host:port`` (0: a free port) while the context is open."""
-        async with serve_app(self, host, port) as (bound_host, bound_port):
+        """Serve over HTTP on ``host:port`` (0: a free port) while the context is open.
+
+        The admin surface (``/_emulator/...``) takes the ``admin_token``; without one, on a
+        loopback ``host`` the tokens built with every scope, on any other it is off (403).
+        """
+        async with serve_app(self, host, port, self._admin(host)) as (bound_host, bound_port):
             url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
             yield RunningEmulator(f"http://{url_host}:{bound_port}", bound_host, bound_port, self)
+
+    def _admin(self, host: str | None) -> AdminSurface:
+        return admin_surface(self, host, self._admin_token, self._api_admin_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class _Initial:
+    """The options an emulator was built with (what :meth:`Emulator.reset` goes back to)."""
+
+    environment: Environment
+    owner: str
+    credit: Decimal
+    prices: PriceList
+    own_domains: tuple[str, ...]
+    certified_domains: tuple[str, ...] | None
+    auto_process: bool
+    latency: float
+    fault_rate: float

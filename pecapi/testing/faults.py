@@ -13,6 +13,7 @@ from typing import Any, Literal
 __all__ = [
     "FAULT_KINDS",
     "LATE_REPLIES",
+    "TRANSIENT_FAULTS",
     "Fault",
     "FaultKind",
     "FaultPlan",
@@ -156,16 +157,38 @@ class Fault:
         return cls("late", delay=float(after), reply=reply)
 
 
+#: The faults of ``Emulator(fault_rate=p)`` (``--fault-rate``), one picked at random: those a
+#: client meets in production and should recover from. Two are not processed (a JSON 503 as
+#: the API sends it, an nginx 502 page), one is not processed and not answered
+#: (``drop_before``), one is committed and not answered (``drop_after``: the client cannot
+#: know it succeeded, and must check before resending a write).
+TRANSIENT_FAULTS: tuple[Fault, ...] = (
+    Fault.status(503),
+    Fault.status(502, body="html"),
+    Fault.drop_before(),
+    Fault.drop_after(),
+)
+
+
 @dataclass(slots=True)
 class FaultRule:
-    """A rule of the plan: which requests it matches and what it does to them."""
+    """A rule of the plan: which requests it matches and what it does to them.
+
+    A queued rule (``once``/``next``/``nth``) lets ``skip`` matching requests pass, then
+    faults the next ``remaining`` ones; a rate rule (``rng`` set) faults each matching
+    request with ``probability``. ``id`` names it in :attr:`FaultPlan.rules` and
+    :meth:`FaultPlan.remove`; ``seed`` is a rate rule's seed.
+    """
 
     faults: tuple[Fault, ...]
     method: str | None
     path: str | None
-    remaining: int | None = None  # once/next rules: how many more requests it faults
+    remaining: int | None = None  # queued rules: how many more requests it faults
     probability: float = 1.0  # rate rules
     rng: random.Random | None = None
+    skip: int = 0  # queued rules: matching requests still to let pass before faulting
+    id: int = 0
+    seed: int | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != "*" and self.method != method:
@@ -174,8 +197,13 @@ class FaultRule:
 
 
 class FaultPlan:
-    """Which requests are faulted, and how. Consulted once per request, in order: the
-    once/next rules first (in the order they were added), then the rate rules.
+    """Which requests are faulted, and how. Consulted once per request: first the queued
+    rules (``once``/``next``/``nth``) in the order they were added, then the rate rules.
+
+    A queued rule counts every matching request, whatever other rules do with it: an
+    ``nth(3, ...)`` rule faults the third matching request from now. One fault per request:
+    when two queued rules are due on the same request, the first added applies and the
+    other waits for the next matching one.
 
     ``path`` is an :func:`fnmatch.fnmatchcase` glob on the request path (``*`` also matches
     ``/``), ``method`` an HTTP method (case-insensitive; ``None`` or ``"*"``: any).
@@ -188,19 +216,41 @@ class FaultPlan:
         self._queued: list[FaultRule] = []
         self._rates: list[FaultRule] = []
         self._rate_rules_made = 0
+        self._rules_made = 0
         self.counts: Counter[str] = Counter()
 
-    def once(self, fault: Fault, *, method: str | None = None, path: str | None = None) -> None:
+    def once(
+        self, fault: Fault, *, method: str | None = None, path: str | None = None
+    ) -> FaultRule:
         """Fault the next matching request."""
-        self.next(1, fault, method=method, path=path)
+        return self.nth(1, fault, method=method, path=path)
 
     def next(
         self, n: int, fault: Fault, *, method: str | None = None, path: str | None = None
-    ) -> None:
+    ) -> FaultRule:
         """Fault the next ``n`` matching requests."""
         if n < 1:
             raise ValueError("n must be >= 1")
-        self._queued.append(FaultRule((fault,), _method(method), path, remaining=n))
+        return self.nth(1, fault, times=n, method=method, path=path)
+
+    def nth(
+        self,
+        n: int,
+        fault: Fault,
+        *,
+        times: int = 1,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> FaultRule:
+        """Fault the ``n``-th matching request from now (``times``: and the ones after it,
+        ``times`` in all); the ``n - 1`` before it pass (this rule does not touch them)."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        rule = FaultRule((fault,), _method(method), path, remaining=times, skip=n - 1)
+        self._queued.append(self._numbered(rule))
+        return rule
 
     def rate(
         self,
@@ -210,7 +260,7 @@ class FaultPlan:
         method: str | None = None,
         path: str | None = None,
         seed: int | None = None,
-    ) -> None:
+    ) -> FaultRule:
         """Fault each matching request with ``probability``, the kind picked at random from
         ``faults``. The draws come from ``seed`` (by default derived from the plan's seed and
         the rule's position), so the same requests get the same faults on every run."""
@@ -227,17 +277,42 @@ class FaultPlan:
             path,
             probability=probability,
             rng=random.Random(rule_seed),
+            seed=rule_seed,
         )
-        self._rates.append(rule)
+        self._rates.append(self._numbered(rule))
+        return rule
 
     def clear(self) -> None:
         """Remove every rule (:attr:`counts` is kept; ``counts.clear()`` resets it)."""
         self._queued.clear()
         self._rates.clear()
 
+    def remove(self, rule_id: int) -> bool:
+        """Remove the rule with this :attr:`FaultRule.id`; False if there is none (a
+        queued rule is gone once it has faulted all its requests)."""
+        for rules in (self._queued, self._rates):
+            for i, rule in enumerate(rules):
+                if rule.id == rule_id:
+                    del rules[i]
+                    return True
+        return False
+
+    def reset(self) -> None:
+        """Back to a new plan with the same seed: no rule, no count, the draws anew."""
+        self.clear()
+        self.counts.clear()
+        self._rng = random.Random(self._seed)
+        self._rate_rules_made = 0
+        self._rules_made = 0
+
+    @property
+    def rules(self) -> tuple[FaultRule, ...]:
+        """The rules in force, in the order they are consulted (queued, then rate)."""
+        return (*self._queued, *self._rates)
+
     @property
     def pending(self) -> int:
-        """How many requests the once/next rules will still fault."""
+        """How many requests the queued rules will still fault."""
         return sum(rule.remaining or 0 for rule in self._queued)
 
     @property
@@ -245,18 +320,28 @@ class FaultPlan:
         return bool(self._queued or self._rates)
 
     def pick(self, method: str, path: str) -> Fault | None:
-        """The fault for this request (consuming once/next rules), or ``None``."""
+        """The fault for this request (counting it for the queued rules), or ``None``."""
         if not self._queued and not self._rates:
             return None
         method = method.upper()
-        for i, rule in enumerate(self._queued):
-            if rule.matches(method, path):
-                remaining = (rule.remaining or 1) - 1
-                if remaining <= 0:
-                    del self._queued[i]
-                else:
-                    rule.remaining = remaining
-                return self._applied(rule.faults[0])
+        chosen: Fault | None = None
+        spent: FaultRule | None = None
+        # Every queued rule sees the request, even after one applied: an nth rule counts
+        # matching requests whatever the others do with them.
+        for rule in self._queued:
+            if not rule.matches(method, path):
+                continue
+            if rule.skip > 0:
+                rule.skip -= 1
+            elif chosen is None:
+                chosen = rule.faults[0]
+                rule.remaining = (rule.remaining or 1) - 1
+                if rule.remaining <= 0:
+                    spent = rule
+        if spent is not None:
+            self._queued.remove(spent)
+        if chosen is not None:
+            return self._applied(chosen)
         for rule in self._rates:
             if rule.matches(method, path):
                 assert rule.rng is not None
@@ -272,6 +357,11 @@ class FaultPlan:
         if fault.delay_max is None:
             return fault.delay
         return self._rng.uniform(fault.delay, fault.delay_max)
+
+    def _numbered(self, rule: FaultRule) -> FaultRule:
+        self._rules_made += 1
+        rule.id = self._rules_made
+        return rule
 
     def _applied(self, fault: Fault) -> Fault:
         self.counts[fault.kind] += 1
