@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from pecapi.jsontext import whole_number
 from pecapi.transport.urls import is_loopback
 
 from .admin_json import (
@@ -351,9 +352,10 @@ def _query_int(query: Fields, key: str, default: int) -> int:
     text = query.text(key)
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+    number = whole_number(text)
+    if number is None or not 1 <= number <= 1_000_000:
         bad(key, f"a whole number from 1 to 1000000, not {text!r}")
-    return int(text)
+    return number
 
 
 def _eur(amount: Decimal) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pecapi.jsontext import whole_number
+
 from . import errors as E
 from .account import Account
 from .errors import ApiError
@@ -149,10 +151,10 @@ class MailboxChanges:
         box = self._mailboxes.lookup(mailbox_id, E.REN_WRONG_ID, E.REN_NOT_FOUND)
         anni = 1
         if anni_raw is not None:
-            text = anni_raw.strip()
-            if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 10:
+            number = whole_number(anni_raw)
+            if number is None or not 1 <= number <= 10:
                 raise E.REN_ANNI.error()
-            anni = int(text)
+            anni = number
         stato = box.stato
         if stato not in ("evasa", "revocata"):
             raise E.REN_STATE.error()

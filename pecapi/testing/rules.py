@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from pecapi.jsontext import whole_number
+
 from .errors import ApiError, ErrorCode
 
 __all__ = [
@@ -209,6 +211,7 @@ def parse_space(raw: Any, invalid: ApiError) -> tuple[bool, int]:
         text = raw.strip()
         add = text.startswith("+")
         digits = text[1:] if add else text
-        if digits.isascii() and digits.isdigit():
-            return add, int(digits)
+        number = whole_number(digits) if digits == digits.strip() else None  # not "+ 5"
+        if number is not None:
+            return add, number
     raise invalid

@@ -515,7 +515,7 @@ async def test_the_request_log(admin: Admin) -> None:
     }  # fmt: skip
     assert (await admin.ok("GET", "/requests?path=/domini_pec/*"))["count"] == 1
     assert (await admin.ok("GET", "/requests?method=post"))["count"] == 0
-    for limit in ("0", "x", "-1"):
+    for limit in ("0", "x", "-1", "%C2%B2", "9" * 5000):
         await admin.refused("GET", f"/requests?limit={limit}", None, "limit")
 
 

@@ -478,6 +478,8 @@ async def test_modify_space_errors(api):
     await api.fails("PATCH", path, {"spazio_storico": "+1000"}, status=406, code=325)
     await api.fails("PATCH", path, {"spazio_disco": 1024}, status=406, code=285)  # not an upgrade
     await api.fails("PATCH", path, {"spazio_disco": "lots"}, status=406, code=284)
+    for digits in ("9" * 5000, "+" + "9" * 5000, "+ 1024", "²"):  # never a 500
+        await api.fails("PATCH", path, {"spazio_disco": digits}, status=406, code=284)
     await api.fails("PATCH", path, {}, status=428, code=283)
     await api.fails(
         "PATCH",
@@ -681,7 +683,8 @@ async def test_renew_errors(api):
     mailbox_id = active(emu)
     await api.fails("GET", "/pec/x/rinnovo", status=400, code=201, message="Wrong id")
     await api.fails("GET", f"/pec/{ZERO_ID}/rinnovo", status=404, code=202, message="no pec found")
-    for anni in ("0", "-1", "x", "11", "1.5"):
+    # "²" passes str.isdigit and not int(); 5000 digits are over int()'s own limit
+    for anni in ("0", "-1", "x", "11", "1.5", "%C2%B2", "9" * 5000):
         # a bad query parameter: the 400 the operation documents (it has no 406)
         await api.fails("GET", f"/pec/{mailbox_id}/rinnovo?anni={anni}", status=400, code=204)
     registered = active(emu, stato="registrata")
