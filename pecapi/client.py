@@ -124,16 +124,26 @@ class PecClient(AsyncClosing):
         return self._defaults.retry or self._pipeline.defaults.retry or RetryPolicy()
 
     def with_options(
-        self, *, timeout: Timeout | float | None = None, retry: RetryPolicy | None = None
+        self,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
     ) -> PecClient:
         """A client sharing this one's session and token, with other call defaults.
 
-        Closing either closes the shared session.
+        ``extra_headers`` and ``extra_query`` are added to every request of the copy, to
+        this client's own (see :class:`~pecapi.RequestOptions`). Closing either client
+        closes the shared session.
         """
+        options = RequestOptions(
+            timeout=timeout, retry=retry, extra_headers=extra_headers, extra_query=extra_query
+        )
         clone = object.__new__(PecClient)
         clone._sandbox = self._sandbox
         clone._pipeline = self._pipeline
-        clone._defaults = RequestOptions(timeout=timeout, retry=retry).merged_over(self._defaults)
+        clone._defaults = options.merged_over(self._defaults)
         clone._bind()
         return clone
 

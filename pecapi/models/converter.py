@@ -5,9 +5,13 @@ numbers and booleans; an enum value the schema does not list becomes a stand-in 
 ``callback: false`` is None; PHP-style ``[]`` for an empty object is an empty mapping.
 Fields the schema does not know are kept in the model's ``extra`` mapping, and so is the
 raw value of a known field that cannot be read at all (the field itself is then None):
-decoding a response object never fails.
+decoding a response object never fails, but for a field the model cannot do without (the
+``id`` of a Mailbox or ComunicaPec: a TypeError or ValueError, which callers report).
 
-Requests: ``None`` fields are omitted, enums go as their values, dates as dd/mm/yyyy.
+Unstructuring (request bodies, and ``pecapi.to_json`` of any model) writes the API's own
+forms: unset fields (None, empty lists) are omitted, enums go as their values, dates as
+dd/mm/yyyy, timestamps as unix seconds; an answer's ``extra`` is merged back into its
+object, so what the API said and pecapi does not model survives a round trip.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from pecapi.models.common import Callback, Timestamps
+from pecapi.models.common import Callback, DomainCheck, Timestamps
 from pecapi.models.comunica import ComunicaPec, ComunicaPecRequest, ComunicaPecSummary
 from pecapi.models.enums import ApiEnum
 from pecapi.models.mailbox import (
@@ -36,7 +40,7 @@ from pecapi.models.mailbox import (
 )
 from pecapi.models.wire import format_date, parse_wire_date
 
-__all__ = ["RESPONSE_MODELS", "converter", "structure", "unstructure"]
+__all__ = ["REQUEST_MODELS", "RESPONSE_MODELS", "converter", "structure", "unstructure"]
 
 T = TypeVar("T")
 
@@ -245,17 +249,40 @@ def structure(data: Any, cls: type[T]) -> T:
     return converter.structure(data, cls)
 
 
-# -- strict requests ---------------------------------------------------------------------
+# -- unstructuring: request bodies, and any model as JSON ---------------------------------
 
 converter.register_unstructure_hook(dt.date, format_date)
 converter.register_unstructure_hook(ApiEnum, lambda e: e.value)
-for _model in REQUEST_MODELS:
+# Request models (Callback first: hooks are bound when generated), then DomainCheck, then
+# answers nested first.
+for _model in (*REQUEST_MODELS, DomainCheck):
     converter.register_unstructure_hook(
         _model, make_dict_unstructure_fn(_model, converter, _cattrs_omit_if_default=True)
     )
 
 
+def _answer_unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    known = make_dict_unstructure_fn(
+        cls, converter, _cattrs_omit_if_default=True, extra=override(omit=True)
+    )
+
+    def hook(obj: Any) -> dict[str, Any]:
+        body: dict[str, Any] = known(obj)
+        # A known field set wins over an ``extra`` entry of the same name (extra holds a
+        # known field's raw value only when that field could not be read, i.e. is None).
+        for key, value in obj.extra.items():
+            if key not in body:
+                body[key] = converter.unstructure(value)
+        return body
+
+    return hook
+
+
+for _model in RESPONSE_MODELS:
+    converter.register_unstructure_hook(_model, _answer_unstructure_hook(_model))
+
+
 def unstructure(obj: Any) -> dict[str, Any]:
-    """The JSON object for a request model (None fields omitted)."""
+    """The JSON object of a model: a request body, or an answer with its ``extra``."""
     body: dict[str, Any] = converter.unstructure(obj)
     return body

@@ -1,6 +1,8 @@
 """The one request pipeline every operation goes through.
 
-build URL -> auth -> send -> (retry / reconcile: see ``attempt``) -> decode envelope -> model
+build URL (+ extra_query) -> auth and headers (+ extra_headers) -> send -> (retry /
+reconcile: see ``attempt``) -> decode envelope -> model; each answer and the value decoded
+from it are told to ``raw`` (for ``with_raw_response``).
 
 The pipeline owns the aiohttp session: it creates it lazily inside the running loop,
 closes only a session it created, and turns off aiohttp's silent re-send of GET, HEAD,
@@ -47,14 +49,11 @@ from pecapi.transport.exchange import (
     no_body,
     where,
 )
-from pecapi.transport.limits import (
-    ACCEPT_ENCODING,
-    ResponseLimits,
-    read_error_body,
-    read_limited,
-)
+from pecapi.transport.extras import request_headers, request_query
+from pecapi.transport.limits import ResponseLimits, read_error_body, read_limited
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
+from pecapi.transport.raw import answered, decoded
 from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.transport_errors import raise_unchained, transport_error
@@ -165,9 +164,10 @@ class Pipeline:
     ) -> Exchange:
         params = params or {}
         url = build_url(self.base_url, endpoint, params)
+        merged = options.merged_over(self.defaults) if options is not None else self.defaults
+        query = request_query(query, merged.extra_query)
         if query:
             url = url.with_query(query)
-        merged = options.merged_over(self.defaults) if options is not None else self.defaults
         return Exchange(endpoint, url, params, query, body, merged)
 
     # -- running -------------------------------------------------------------------------
@@ -210,7 +210,9 @@ class Pipeline:
             # ``token`` is a Secret: this frame is in the traceback of every error below.
             token = await self._get_token()
             try:
-                return finish(await self.attempt(exchange, read, token, time_left))
+                return decoded(
+                    exchange, finish(await self.attempt(exchange, read, token, time_left))
+                )
             except AuthenticationError:
                 # A provider that can renew its token gets one chance per attempt: the
                 # API refused the request before doing anything, so resending is safe.
@@ -230,7 +232,9 @@ class Pipeline:
                 fresh = await self._get_token()
                 if fresh == token:
                     raise
-                return finish(await self.attempt(exchange, read, fresh, time_left))
+                return decoded(
+                    exchange, finish(await self.attempt(exchange, read, fresh, time_left))
+                )
 
         if endpoint.effect is Effect.READ:
             return await run_with_policy(Call(endpoint.name, Effect.READ), policy, once)
@@ -281,7 +285,7 @@ class Pipeline:
                     # token, or the body (personal data, a signed callback URL), which
                     # error reporters would record with the frame's locals.
                     data=_payload(exchange),
-                    headers=_headers(token, exchange),
+                    headers=request_headers(token, exchange),
                     timeout=_client_timeout(timeout),
                     allow_redirects=False,
                     # A session passed in by the user may say otherwise: pecapi's error
@@ -292,6 +296,7 @@ class Pipeline:
             ):
                 result = await read(response)
                 status = response.status
+                answered(exchange, response)  # for with_raw_response
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
             if isinstance(exc, PecError):  # PecTimeoutError is a TimeoutError too
                 raise
@@ -311,14 +316,6 @@ class Pipeline:
         # aiohttp's frames, whose locals are those headers. ``transport_error`` chained a
         # scrubbed copy (its type and message) instead.
         raise_unchained(error)
-
-
-def _headers(token: Secret, exchange: Exchange) -> dict[str, str]:
-    return {
-        "Authorization": "Bearer " + token.reveal(),
-        "Accept": exchange.endpoint.accept,
-        "Accept-Encoding": ACCEPT_ENCODING,  # only what the readers can inflate
-    }
 
 
 def _payload(exchange: Exchange) -> Payload | None:

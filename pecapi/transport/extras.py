@@ -1,0 +1,44 @@
+"""What a call's options add to its request: extra query parameters (checked against the
+operation's own) and the headers of every attempt, pecapi's own set last."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from multidict import CIMultiDict
+
+from pecapi.errors import ValidationError
+from pecapi.secret import Secret
+from pecapi.transport.exchange import Exchange
+from pecapi.transport.limits import ACCEPT_ENCODING
+
+__all__ = ["request_headers", "request_query"]
+
+
+def request_query(
+    query: Mapping[str, str] | None, extra: Mapping[str, str] | None
+) -> Mapping[str, str] | None:
+    """The operation's ``query`` with ``extra`` added; a clash is refused, not resolved:
+    either winner would silently change a call (``anni`` of a paid renewal)."""
+    if not extra:
+        return query
+    own = query or {}
+    for name in extra:
+        if name in own:
+            raise ValidationError(
+                f"extra_query.{name}", "is set by the operation itself: use its argument"
+            )
+    return {**own, **extra}
+
+
+def request_headers(token: Secret, exchange: Exchange) -> CIMultiDict[str]:
+    """The headers of one attempt. ``extra_headers`` were checked when the options were
+    made (RequestOptions refuses the protected ones); pecapi's own are still set after
+    them, so that no path could let a caller's value replace the credential."""
+    headers: CIMultiDict[str] = CIMultiDict(Accept=exchange.endpoint.accept)
+    extra = exchange.options.extra_headers
+    if extra:
+        headers.update(extra)  # replaces Accept in any letter case: a caller may negotiate
+    headers["Authorization"] = "Bearer " + token.reveal()
+    headers["Accept-Encoding"] = ACCEPT_ENCODING  # only what the readers can inflate
+    return headers
