@@ -9,7 +9,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from pecapi.batch import Batch, BatchProgress, BatchResult
+# The submodule, so that ``pecapi.provision.provision(...)`` works after ``import pecapi``
+# (importing the function here would hide the module behind it).
+from pecapi import provision
+from pecapi.batch import Batch, BatchFailure, BatchProgress, BatchResult, BatchSuccess
 from pecapi.callbacks import (
     CallbackEncodingError,
     CallbackError,
@@ -45,9 +48,11 @@ from pecapi.errors import (
     UnexpectedStatusError,
     ValidationError,
 )
+from pecapi.jsonio import from_json, to_json
 from pecapi.models import (
     Callback,
     CallbackMethod,
+    CallbackMethodLiteral,
     ComunicaPec,
     ComunicaPecRequest,
     ComunicaPecState,
@@ -60,18 +65,25 @@ from pecapi.models import (
     MailboxUser,
     MailboxUserInfo,
     Qualifica,
+    QualificaLiteral,
     Sesso,
+    SessoLiteral,
     SottotipoCliente,
+    SottotipoClienteLiteral,
     Timestamps,
     TipoCasella,
+    TipoCasellaLiteral,
     TipoCliente,
+    TipoClienteLiteral,
     TipoDocumento,
+    TipoDocumentoLiteral,
 )
 from pecapi.oauth import OAuthTokenProvider, all_pec_scopes, pec_scopes
 from pecapi.transport.auth import RenewableTokenProvider, StaticToken, TokenProvider
 from pecapi.transport.limits import ResponseLimits
 from pecapi.transport.options import RequestOptions, Timeout
 from pecapi.transport.pending import PendingOutcome
+from pecapi.transport.raw import RawResult, ResponseInfo, with_raw_response
 from pecapi.transport.retry import Attempt, RetryPolicy
 
 __all__ = [
@@ -81,13 +93,16 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "BatchFailure",
     "BatchProgress",
     "BatchResult",
+    "BatchSuccess",
     "Callback",
     "CallbackEncodingError",
     "CallbackError",
     "CallbackEvent",
     "CallbackMethod",
+    "CallbackMethodLiteral",
     "CallbackSigner",
     "CallbackTooLargeError",
     "ClientClosedError",
@@ -119,23 +134,31 @@ __all__ = [
     "PermissionDeniedError",
     "PreconditionRequiredError",
     "Qualifica",
+    "QualificaLiteral",
     "RateLimitError",
+    "RawResult",
     "RenewableTokenProvider",
     "RequestOptions",
     "ResponseDecodeError",
+    "ResponseInfo",
     "ResponseLimits",
     "ResponseTooLargeError",
     "RetryPolicy",
     "ScrubbedCause",
     "ServerError",
     "Sesso",
+    "SessoLiteral",
     "SottotipoCliente",
+    "SottotipoClienteLiteral",
     "StaticToken",
     "Timeout",
     "Timestamps",
     "TipoCasella",
+    "TipoCasellaLiteral",
     "TipoCliente",
+    "TipoClienteLiteral",
     "TipoDocumento",
+    "TipoDocumentoLiteral",
     "TokenError",
     "TokenProvider",
     "TransportError",
@@ -143,5 +166,9 @@ __all__ = [
     "ValidationError",
     "__version__",
     "all_pec_scopes",
+    "from_json",
     "pec_scopes",
+    "provision",
+    "to_json",
+    "with_raw_response",
 ]

@@ -15,31 +15,49 @@ from collections.abc import (
     Iterable,
     Sized,
 )
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
 from pecapi.closing import AsyncClosing
 from pecapi.errors import ValidationError
 
-__all__ = ["Batch", "BatchProgress", "BatchResult"]
+__all__ = ["Batch", "BatchFailure", "BatchProgress", "BatchResult", "BatchSuccess"]
 
 I = TypeVar("I")  # noqa: E741 (the input type)
 R = TypeVar("R")
 
 
 @attrs.frozen(kw_only=True)
-class BatchResult(Generic[I, R]):
-    """One input with its outcome: ``value`` on success, else ``error``."""
+class BatchSuccess(Generic[I, R]):
+    """An input whose call returned: ``value`` is what it returned (``ok`` is True,
+    ``error`` None)."""
 
     index: int
     input: I
-    value: R | None = None
-    error: Exception | None = None
+    value: R
+    ok: Literal[True] = attrs.field(default=True, init=False)
+    error: None = attrs.field(default=None, init=False, repr=False)
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+
+@attrs.frozen(kw_only=True)
+class BatchFailure(Generic[I]):
+    """An input whose call raised: ``error`` is the exception (``ok`` is False, ``value``
+    None)."""
+
+    index: int
+    input: I
+    error: Exception
+    ok: Literal[False] = attrs.field(default=False, init=False)
+    value: None = attrs.field(default=None, init=False, repr=False)
+
+
+BatchResult: TypeAlias = BatchSuccess[I, R] | BatchFailure[I]
+"""One input with its outcome: a :class:`BatchSuccess` (``value``) or a
+:class:`BatchFailure` (``error``). Both have ``index``, ``input``, ``ok``, ``value`` and
+``error``; a type checker narrows the result by ``ok`` (mypy: ``if result.ok:``; pyright
+narrows a boolean tag only by comparison: ``if result.ok is True:``) or by
+``result.error is None`` (both), ``isinstance`` or ``match``."""
 
 
 @attrs.frozen(kw_only=True)
@@ -103,8 +121,8 @@ class Batch(AsyncClosing, Generic[I, R]):
             self.interrupted.append(item)
             raise
         except Exception as exc:  # one failure must not stop the batch; cancellation does
-            return BatchResult(index=index, input=item, error=exc)
-        return BatchResult(index=index, input=item, value=value)
+            return BatchFailure(index=index, input=item, error=exc)
+        return BatchSuccess(index=index, input=item, value=value)
 
     async def _inputs_async(self) -> AsyncGenerator[I, None]:
         if isinstance(self._inputs, AsyncIterable):

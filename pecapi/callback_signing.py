@@ -28,6 +28,7 @@ from yarl import URL
 
 from pecapi.errors import ConfigurationError
 from pecapi.models.common import Callback, redact_query_param
+from pecapi.models.enums import CallbackMethod, CallbackMethodLiteral
 
 __all__ = ["DEFAULT_PARAM", "MIN_KEY_BYTES", "CallbackSigner"]
 
@@ -166,7 +167,7 @@ class CallbackSigner:
         url: str | URL,
         address: str,
         *,
-        method: str | None = None,
+        method: CallbackMethod | CallbackMethodLiteral | None = None,
         field: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> Callback:

@@ -130,7 +130,7 @@ class CallbackEvent:
         return self.item if isinstance(self.item, ComunicaPec) else None
 
     @property
-    def id(self) -> str | None:
+    def id(self) -> str:
         return self.item.id
 
     @property

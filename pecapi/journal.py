@@ -10,16 +10,31 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, TypeAlias
 
 import attrs
 
 from pecapi.errors import ConfigurationError
 from pecapi.jsontext import JsonError, loads
 
-__all__ = ["STATUSES", "Journal", "ProvisionOutcome"]
+__all__ = ["STATUSES", "Journal", "ProvisionOutcome", "ProvisionStatus"]
 
-# status -> whether the request is complete (nothing left to do on a rerun)
+#: What happened to one request: :attr:`ProvisionOutcome.status` (the keys of STATUSES).
+ProvisionStatus: TypeAlias = Literal[
+    "activated",
+    "registered",
+    "existing",
+    "skipped",
+    "awaiting_activation",
+    "pending",
+    "unavailable",
+    "failed",
+    "invalid",
+    "duplicate",
+]
+
+# status -> whether the request is complete (nothing left to do on a rerun). Keyed by str:
+# a status read back from a journal file is any string.
 STATUSES: dict[str, bool] = {
     # registered and documents uploaded; also a mailbox left awaiting_activation (or
     # pending) by an earlier run that the account shows in_evasione/evasa: not resent
@@ -45,7 +60,7 @@ class ProvisionOutcome:
     """What happened to one request. ``steps`` lists each step and its result."""
 
     key: str
-    status: str
+    status: ProvisionStatus = attrs.field(validator=attrs.validators.in_(STATUSES))
     line: int | None = None
     mailbox_id: str | None = None
     steps: tuple[str, ...] = ()

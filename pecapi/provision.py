@@ -46,7 +46,7 @@ import attrs
 from pecapi.batch import Batch, BatchProgress, BatchResult
 from pecapi.documents import DocumentKind, Documents, prepare_documents
 from pecapi.errors import ConfigurationError, OutcomeUnknownError, PecError, ValidationError
-from pecapi.journal import STATUSES, Journal, ProvisionOutcome
+from pecapi.journal import STATUSES, Journal, ProvisionOutcome, ProvisionStatus
 from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import Mailbox, MailboxRegistration
 
@@ -59,6 +59,7 @@ __all__ = [
     "Journal",
     "ProvisionOutcome",
     "ProvisionRequest",
+    "ProvisionStatus",
     "provision",
     "read_registrations_csv",
 ]
@@ -68,14 +69,17 @@ logger = logging.getLogger("pecapi")
 DOCUMENTS_COLUMN = "documenti"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class ProvisionRequest:
-    """One mailbox to provision; ``documents`` (the signed form and identity document)
-    make the pipeline activate it after registering."""
+    """One mailbox to provision: ``ProvisionRequest(registration, documents=[...])``.
+
+    ``documents`` (the signed form and identity document) make the pipeline activate the
+    mailbox after registering it; ``line`` is the input line it came from, if any.
+    """
 
     registration: MailboxRegistration
-    documents: Documents | None = None
-    line: int | None = None
+    documents: Documents | None = attrs.field(default=None, kw_only=True)
+    line: int | None = attrs.field(default=None, kw_only=True)
 
     @property
     def key(self) -> str:
@@ -266,6 +270,7 @@ class _Run:
         assert mailbox_id is not None
         waiting = state in (MailboxState.REGISTRATA, MailboxState.DOCUMENTI_ERRATI)
         if item.documents is None or not waiting:
+            status: ProvisionStatus
             if "register: ok" in steps:
                 status = "registered"
             elif resumed and state in _ACTIVATED:
@@ -288,7 +293,7 @@ class _Run:
     @staticmethod
     def _outcome(
         item: ProvisionRequest,
-        status: str,
+        status: ProvisionStatus,
         steps: list[str],
         *,
         mailbox_id: str | None = None,

@@ -158,7 +158,9 @@ def _callback(value: Any) -> Callback:
             raise ValidationError("callback.data", f"is not valid JSON: {exc}") from None
     if data is not None and not isinstance(data, dict):
         raise ValidationError("callback.data", "must be a JSON object")
-    callback = Callback(url=url, method=method, field=value.get("field"), data=data)
+    # lenient here, as in an answer: check() names an unknown method
+    known = None if method is None else CallbackMethod.lenient(method.strip().upper())
+    callback = Callback(url=url, method=known, field=value.get("field"), data=data)
     callback.check()
     return callback
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 import attrs
 
 from pecapi.errors import ValidationError
-from pecapi.models.enums import CallbackMethod
+from pecapi.models.enums import CallbackMethod, CallbackMethodLiteral
 from pecapi.models.wire import from_unix, nested_deeper_than
 
 __all__ = ["EMPTY_EXTRA", "Callback", "DomainCheck", "Timestamps", "extra_field"]
@@ -70,8 +70,11 @@ def _url_repr(url: object) -> str:
     return repr(f"{head}?{'&'.join(pieces)}{hash_mark}{fragment}")
 
 
-def _to_callback_method(value: CallbackMethod | str | None) -> CallbackMethod | None:
-    # Lenient here (responses decode through this too); ``Callback.check`` is strict.
+def _to_callback_method(
+    value: CallbackMethod | CallbackMethodLiteral | None,
+) -> CallbackMethod | None:
+    # Typed strictly (a typo is a type error); lenient at run time, since answers decode
+    # through this too (any string the API sends); ``Callback.check`` is strict.
     if value is None or isinstance(value, CallbackMethod):
         return value
     return CallbackMethod.lenient(str(value).strip().upper())

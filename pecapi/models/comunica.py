@@ -10,8 +10,8 @@ import attrs
 
 from pecapi.errors import ValidationError
 from pecapi.models.common import Callback, extra_field
-from pecapi.models.enums import ComunicaPecState, Qualifica
-from pecapi.models.mailbox import check_required
+from pecapi.models.enums import ComunicaPecState, Qualifica, QualificaLiteral
+from pecapi.models.mailbox import check_required, require_response_id
 from pecapi.models.wire import from_unix, require_address
 
 __all__ = ["ComunicaPec", "ComunicaPecRequest", "ComunicaPecSummary"]
@@ -19,7 +19,11 @@ __all__ = ["ComunicaPec", "ComunicaPecRequest", "ComunicaPecSummary"]
 
 @attrs.frozen(kw_only=True)
 class ComunicaPecSummary:
-    """One item of ``GET /comunica_pec`` (the spec's RichiesteComunicazionePec)."""
+    """One item of ``GET /comunica_pec`` (the spec's RichiesteComunicazionePec).
+
+    ``id`` stays optional here, unlike :attr:`ComunicaPec.id`: one item without an id must
+    not make the whole listing unreadable (the listing settles a ``create``).
+    """
 
     id: str | None = None
     casella_pec: str | None = None
@@ -37,10 +41,11 @@ class ComunicaPecSummary:
 class ComunicaPec:
     """A communication request (the spec's RichiestaComunicazionePec).
 
-    ``callback`` is None when the API answers ``callback: false``.
+    ``callback`` is None when the API answers ``callback: false``. ``id`` is always a
+    non-blank string: an answer without one is a :class:`~pecapi.ResponseDecodeError`.
     """
 
-    id: str | None = None
+    id: str = attrs.field(validator=require_response_id)
     casella_pec: str | None = None
     stato: ComunicaPecState | None = None
     cf: str | None = None
@@ -66,7 +71,7 @@ class ComunicaPec:
         return from_unix(self.timestamp)
 
 
-def _qualifica(value: Qualifica | str) -> Qualifica:
+def _qualifica(value: Qualifica | QualificaLiteral) -> Qualifica:
     return Qualifica.parse(value, "qualifica")
 
 

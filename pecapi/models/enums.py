@@ -10,21 +10,28 @@ decoding never fails on it; ``member.known`` tells them apart).
 from __future__ import annotations
 
 import enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pecapi.errors import ValidationError
 
 __all__ = [
     "ApiEnum",
     "CallbackMethod",
+    "CallbackMethodLiteral",
     "ComunicaPecState",
     "MailboxState",
     "Qualifica",
+    "QualificaLiteral",
     "Sesso",
+    "SessoLiteral",
     "SottotipoCliente",
+    "SottotipoClienteLiteral",
     "TipoCasella",
+    "TipoCasellaLiteral",
     "TipoCliente",
+    "TipoClienteLiteral",
     "TipoDocumento",
+    "TipoDocumentoLiteral",
 ]
 
 E = TypeVar("E", bound="ApiEnum")
@@ -210,3 +217,38 @@ class ComunicaPecState(ApiEnum):
     IN_ATTESA_DI_DOCUMENTI = "in_attesa_di_documenti"
     DOCUMENTI_CARICATI = "documenti_caricati"
     COMUNICAZIONE_EVASA = "comunicazione_evasa"
+
+
+# -- what a parameter accepts besides the member ------------------------------------------
+#
+# The strings each enum's ``parse`` accepts, as a type: a typo ("bronz") is an error for a
+# type checker, not only a ValidationError at run time. Upper and lower case, as ``parse``
+# normalises them (a mixed-case "Bronze" still works at run time, but is not in the type).
+# tests/test_typing.py checks that each lists exactly its enum's values in both cases.
+
+TipoCasellaLiteral = Literal[
+    "STANDARD", "BRONZE", "SILVER", "GOLD", "DOMICILIODIGITALE", "PECMASSIVA",
+    "standard", "bronze", "silver", "gold", "domiciliodigitale", "pecmassiva",
+]  # fmt: skip
+TipoClienteLiteral = Literal[
+    "IM", "PS", "PL", "PC", "A", "PV", "X",
+    "im", "ps", "pl", "pc", "a", "pv", "x",
+]  # fmt: skip
+SottotipoClienteLiteral = Literal[
+    "SI", "IN", "CM", "TE", "ES", "ME", "AL", "CF", "ED", "TM", "MA", "AR", "TL", "FI", "X",
+    "PC", "PR", "PN", "PT", "PA", "PL", "LR", "LP", "LC", "LM", "LA", "LI",
+    "si", "in", "cm", "te", "es", "me", "al", "cf", "ed", "tm", "ma", "ar", "tl", "fi", "x",
+    "pc", "pr", "pn", "pt", "pa", "pl", "lr", "lp", "lc", "lm", "la", "li",
+]  # fmt: skip
+SessoLiteral = Literal["M", "F", "m", "f"]
+TipoDocumentoLiteral = Literal[
+    "CARTA_D_IDENTITA", "PATENTE", "PASSAPORTO",
+    "carta_d_identita", "patente", "passaporto",
+]  # fmt: skip
+QualificaLiteral = Literal[
+    "AMMINISTRATORE", "COMMISSARIO_GIUDIZIARIO", "CURATORE_FALLIMENTARE",
+    "LEGALE_RAPPRESENTANTE", "LIQUIDATORE", "SOCIO", "TITOLARE",
+    "amministratore", "commissario_giudiziario", "curatore_fallimentare",
+    "legale_rappresentante", "liquidatore", "socio", "titolare",
+]  # fmt: skip
+CallbackMethodLiteral = Literal["POST", "JSON", "post", "json"]

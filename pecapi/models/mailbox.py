@@ -21,10 +21,15 @@ from pecapi.models.enums import (
     SUBTYPES_BY_CUSTOMER_TYPE,
     MailboxState,
     Sesso,
+    SessoLiteral,
     SottotipoCliente,
+    SottotipoClienteLiteral,
     TipoCasella,
+    TipoCasellaLiteral,
     TipoCliente,
+    TipoClienteLiteral,
     TipoDocumento,
+    TipoDocumentoLiteral,
 )
 from pecapi.models.wire import from_unix, parse_date_input, require_address
 
@@ -41,12 +46,26 @@ __all__ = [
     "UserTimestamps",
     "check_required",
     "parse_space",
+    "require_response_id",
 ]
 
 MAX_USERS = 25
 
 
 # -- responses ---------------------------------------------------------------------------
+
+
+def require_response_id(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator of the ``id`` of a mailbox or comunica_pec answer: a non-blank string.
+
+    Every answer about one mailbox or request carries its id (every example of the
+    specification does, and so does the emulator); one without is not what the API sends,
+    and decoding it fails with a ValueError, which the client reports as a
+    :class:`~pecapi.ResponseDecodeError` (a callback as a :class:`~pecapi.CallbackError`).
+    A ``""`` id reads as None, so it fails here too.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"the {type(instance).__name__} has no id ({value!r})")
 
 
 @attrs.frozen(kw_only=True)
@@ -75,7 +94,12 @@ class MailboxUserInfo:
 
 @attrs.frozen(kw_only=True)
 class MailboxSummary:
-    """One item of ``GET /pec`` (the spec's Caselle)."""
+    """One item of ``GET /pec`` (the spec's Caselle).
+
+    ``id`` stays optional here, unlike :attr:`Mailbox.id`: one item without an id must not
+    make the whole listing unreadable (the listing is how pecapi settles a registration
+    and resumes a provisioning run).
+    """
 
     id: str | None = None
     casella_pec: str | None = None
@@ -89,9 +113,13 @@ class MailboxSummary:
 
 @attrs.frozen(kw_only=True)
 class Mailbox:
-    """A certified mailbox as the API describes it (the spec's Casella)."""
+    """A certified mailbox as the API describes it (the spec's Casella).
 
-    id: str | None = None
+    ``id`` is always a non-blank string: an answer without one is a
+    :class:`~pecapi.ResponseDecodeError`.
+    """
+
+    id: str = attrs.field(validator=require_response_id)
     casella_pec: str | None = None
     tipo_casella: TipoCasella | None = None
     stato: MailboxState | None = None
@@ -164,25 +192,27 @@ def _check_optional_strings(obj: Any, names: tuple[str, ...]) -> None:
 
 
 # attrs converters must be named functions for mypy to see the accepted input types.
-def _tipo_casella(value: TipoCasella | str) -> TipoCasella:
+def _tipo_casella(value: TipoCasella | TipoCasellaLiteral) -> TipoCasella:
     return TipoCasella.parse(value, "tipo_casella")
 
 
-def _tipo_cliente(value: TipoCliente | str) -> TipoCliente:
+def _tipo_cliente(value: TipoCliente | TipoClienteLiteral) -> TipoCliente:
     return TipoCliente.parse(value, "tipo_cliente")
 
 
-def _sottotipo_cliente(value: SottotipoCliente | str | None) -> SottotipoCliente | None:
+def _sottotipo_cliente(
+    value: SottotipoCliente | SottotipoClienteLiteral | None,
+) -> SottotipoCliente | None:
     if value is None or value == "":
         return None
     return SottotipoCliente.parse(value, "sottotipo_cliente")
 
 
-def _sesso(value: Sesso | str) -> Sesso:
+def _sesso(value: Sesso | SessoLiteral) -> Sesso:
     return Sesso.parse(value, "sesso_richiedente")
 
 
-def _tipo_documento(value: TipoDocumento | str | None) -> TipoDocumento | None:
+def _tipo_documento(value: TipoDocumento | TipoDocumentoLiteral | None) -> TipoDocumento | None:
     if value is None or value == "":
         return None
     return TipoDocumento.parse(value, "tipo_documento")

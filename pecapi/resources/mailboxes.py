@@ -11,7 +11,7 @@ from pecapi.batch import Batch, BatchProgress
 from pecapi.documents import DocumentKind, Documents, prepare_documents
 from pecapi.errors import NotAcceptableError, ValidationError
 from pecapi.models.converter import unstructure
-from pecapi.models.enums import MailboxState, TipoCasella
+from pecapi.models.enums import MailboxState, TipoCasella, TipoCasellaLiteral
 from pecapi.models.mailbox import (
     CONSERVATION_UNIT,
     Mailbox,
@@ -299,7 +299,11 @@ class Mailboxes(Resource):
         )
 
     async def change_type(
-        self, id: str, tipo_casella: TipoCasella | str, *, options: RequestOptions | None = None
+        self,
+        id: str,
+        tipo_casella: TipoCasella | TipoCasellaLiteral,
+        *,
+        options: RequestOptions | None = None,
     ) -> Mailbox:
         """``PATCH /pec/{id}/trasformazione``: upgrade the mailbox type (paid).
 
