@@ -245,6 +245,9 @@ async def test_interrupted_provisioning_resumes_without_charging_twice(
 ) -> None:
     emulator.wallet = Decimal("1000000")
     emulator.faults.rate(0.2, FAULTS, seed=4)
+    # 4 attempts under a 20 % fault rate leave some of 800 calls failed now and then (it
+    # is what the result of that call then says); this test is about resuming, not that.
+    client = client.with_options(retry=RetryPolicy(max_attempts=12, sleep=no_sleep, settle=0))
     journal = tmp_path / "run.jsonl"
     requests = _requests(400)
     seen = 0
