@@ -140,11 +140,13 @@ class Mailboxes(Resource):
     def _read_back(
         self,
         id: str,
+        options: RequestOptions | None,
         done: Callable[[Mailbox, Any], bool],
         baseline: Callable[[Mailbox], Any] | None = None,
     ) -> ReadBack[Mailbox]:
+        # The call's own options (timeout, extra headers and query) for its reads too.
         async def fetch() -> Mailbox:
-            return await self.get(id)
+            return await self.get(id, options=options)
 
         return ReadBack(fetch, done, baseline)
 
@@ -223,7 +225,10 @@ class Mailboxes(Resource):
     async def revoke(self, id: str, *, options: RequestOptions | None = None) -> Mailbox:
         """``DELETE /pec/{id}``: revoke an active mailbox."""
         return await self._call(
-            REVOKE, params={"id": id}, options=options, reconciler=self._read_back(id, is_revoked)
+            REVOKE,
+            params={"id": id},
+            options=options,
+            reconciler=self._read_back(id, options, is_revoked),
         )
 
     async def activate(
@@ -240,7 +245,7 @@ class Mailboxes(Resource):
             params={"id": id},
             body=docs.body,
             options=options,
-            reconciler=self._read_back(id, is_activated),
+            reconciler=self._read_back(id, options, is_activated),
         )
 
     async def change_space(
@@ -295,7 +300,7 @@ class Mailboxes(Resource):
             params={"id": id},
             body=lambda: docs.body(extra),
             options=options,
-            reconciler=self._read_back(id, has_conservation),
+            reconciler=self._read_back(id, options, has_conservation),
         )
 
     async def change_type(
@@ -320,7 +325,7 @@ class Mailboxes(Resource):
             params={"id": id},
             body=body,
             options=options,
-            reconciler=self._read_back(id, lambda box, _: box.tipo_casella is tipo),
+            reconciler=self._read_back(id, options, lambda box, _: box.tipo_casella is tipo),
         )
 
     async def renew(
@@ -334,7 +339,7 @@ class Mailboxes(Resource):
             params={"id": id},
             query={"anni": str(anni)},
             options=options,
-            reconciler=self._read_back(id, expiry_moved, baseline=expiry),
+            reconciler=self._read_back(id, options, expiry_moved, baseline=expiry),
         )
 
     async def add_user(
@@ -354,7 +359,7 @@ class Mailboxes(Resource):
             body=body,
             options=options,
             reconciler=self._read_back(
-                id, lambda box, before: same_user(box) > (before or 0), baseline=same_user
+                id, options, lambda box, before: same_user(box) > (before or 0), baseline=same_user
             ),
         )
 
