@@ -63,7 +63,7 @@ async def main(path: Path, journal: Path) -> int:
         # waits for it; the journal says which registrations may still be pending.
         async with run:
             async for result in run:
-                if not result.ok:  # an error outside the pipeline's steps (rare)
+                if result.error is not None:  # outside the pipeline's steps (rare)
                     statuses["error"] += 1
                     print(f"row #{result.index}: {result.error!r}", file=sys.stderr)
                     continue

@@ -54,7 +54,7 @@ from pecapi.testing import (
     make_pdf,
     samples,
 )
-from tests.conftest import wait_until
+from tests.conftest import make_registration, wait_until
 from tests.test_typing import Errors, mypy_errors, pyright_errors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +129,19 @@ EXAMPLES: dict[str, Example] = {
             "client: pecapi.PecClient\n"
             "registrations: list[pecapi.MailboxRegistration]\n"
         ),
+        wrap=True,
+    ),
+    "json": Example(
+        marker="answer = pecapi.to_json(box)",
+        prelude=(
+            "from typing import Any\n\nimport pecapi\n\n"
+            "client: pecapi.PecClient\nbox_id: str\nincoming: dict[str, Any]\n"
+        ),
+        wrap=True,
+    ),
+    "raw": Example(
+        marker="raw = await pecapi.with_raw_response(",
+        prelude="import pecapi\n\nclient: pecapi.PecClient\nbox_id: str\n",
         wrap=True,
     ),
     "oauth": Example(
@@ -551,3 +564,25 @@ def test_the_pytest_example_needs_the_asyncio_mode_the_readme_gives(tmp_path: Pa
     assert done.returncode != 0
     assert "1 passed" not in done.stdout, done.stdout
     assert "async def functions are not natively supported" in done.stdout, done.stdout
+
+
+async def test_the_json_example_round_trips(client: PecClient, emulator: Emulator) -> None:
+    box_id = emulator.seed_mailbox(ADDRESS, stato="evasa")
+    incoming = pecapi.to_json(make_registration("other@testcert.legalmail.it"))
+    namespace = run_module("json", {"client": client, "box_id": box_id, "incoming": incoming})
+    await namespace["example"]()
+    registration = pecapi.from_json(pecapi.MailboxRegistration, incoming)
+    assert registration == make_registration("other@testcert.legalmail.it")
+    with pytest.raises(pecapi.ValidationError) as refused:
+        pecapi.from_json(pecapi.MailboxRegistration, {**incoming, "casela_pec": "x"})
+    assert refused.value.field == "casela_pec"
+
+
+async def test_the_raw_response_example_runs(
+    client: PecClient, emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box_id = emulator.seed_mailbox(ADDRESS, stato="evasa")
+    await run_example("raw", client=client, box_id=box_id)
+    assert len(emulator.charges("renewal", box_id)) == 1
+    printed = capsys.readouterr().out.split()
+    assert printed[1:3] == ["200", "application/json"], printed
