@@ -87,15 +87,20 @@ def loads(
             raise TooManyValues(count, max_values)
     constant: Callable[[str], Any] | None = None if constants else _no_constant
     number: Callable[[str], Any] | None = None if constants else _finite
+    problem: JsonError | None = None
     try:
         value = json.loads(text, parse_constant=constant, parse_float=number)
     except RecursionError:
         deeper = f"{max_depth} levels" if max_depth is not None else "the parser's stack"
-        raise JsonError(f"nested deeper than {deeper}") from None
-    except JsonError:
-        raise
+        problem = JsonError(f"nested deeper than {deeper}")
+    except JsonError as exc:  # from the hooks
+        problem = JsonError(str(exc))
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int too long
-        raise JsonError(_reason(exc)) from None
+        problem = JsonError(_reason(exc))
+    if problem is not None:
+        # Raised here, outside the handlers: chained, the parser's exception (a
+        # JSONDecodeError keeps the whole document in .doc) would live as long as ours.
+        raise problem
     if max_depth is not None and nested_deeper(value, max_depth):
         raise JsonError(f"nested deeper than {max_depth} levels")
     return value

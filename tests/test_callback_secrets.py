@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from pecapi import (
     Callback,
@@ -171,3 +172,13 @@ def test_a_signer_hides_its_parameter_in_callbacks_made_before_it_or_elsewhere()
     signer.param = "changed_" + name  # url() still registers what it signs with
     changed = signer.callback("https://example.org/cb", ADDRESS)
     assert signer.sign(ADDRESS) not in repr(changed)
+
+
+def test_a_signature_in_a_url_object_never_shows_either() -> None:
+    signer = CallbackSigner(KEY)
+    signature = signer.sign(ADDRESS)
+    url = URL(signer.url("https://example.org/cb", ADDRESS))
+    with pytest.raises(ValidationError) as refused:
+        Callback(url=url.with_scheme("ftp")).check()  # type: ignore[arg-type]
+    for text in (repr(Callback(url=url)), str(refused.value)):  # type: ignore[arg-type]
+        assert signature not in text and "pecapi_sig=<redacted>" in text

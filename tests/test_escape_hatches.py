@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -336,3 +337,34 @@ def test_results_are_plain_data() -> None:
     assert result.request_id == "r" and result.value == []
     assert "X-Request-Id" not in repr(result)  # headers (a Set-Cookie...) stay out of reprs
     assert RawResult(DEFAULT_TOKEN, info, ()).response == info
+
+
+@pytest.mark.parametrize(
+    "session_kwargs",
+    [{"headers": {"Content-Type": "text/plain"}}, {"skip_auto_headers": ["Content-Type"]}],
+    ids=["session-default", "skip-auto-headers"],
+)
+async def test_a_json_body_says_so_whatever_the_users_session(
+    session_kwargs: dict[str, Any],
+) -> None:
+    """A session passed in may carry a default Content-Type or skip the payload's: the
+    body pecapi sends is JSON and says so (a paid write's body most of all)."""
+    recorder = Recorder()
+    async with (
+        serve_app(recorder.app()) as url,
+        aiohttp.ClientSession(**session_kwargs) as session,
+        PecClient(TOKEN, base_url=url, session=session, retry=RetryPolicy.never()) as client,
+    ):
+        await client.mailboxes.add_user("6040e4613a716838dc4eee0e", USER)
+    [request] = recorder.seen
+    assert request.method == "POST"
+    assert request.headers.get("Content-Type") == "application/json"
+
+
+def test_a_str_subclass_cannot_pass_as_another_header() -> None:
+    class Disguised(str):
+        def lower(self) -> str:  # type: ignore[override]
+            return "x-harmless"
+
+    with pytest.raises(ValidationError):
+        RequestOptions(extra_headers={Disguised("Host"): "elsewhere.example"})

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from pecapi import (
+    PecApiError,
     ResponseDecodeError,
     ResponseLimits,
     ResponseTooLargeError,
@@ -176,4 +177,57 @@ async def test_an_unreadable_error_body_keeps_the_status_type(encoding: str) -> 
         with pytest.raises(ServerError) as info:
             await client.mailboxes.list()
     assert info.value.status == 503
+    assert server.hits["/pec"] == 4
+
+
+def held_text(error: BaseException) -> int:
+    """The largest bytes or str reachable from ``error``'s chain: pecapi's frame locals
+    (and a RawResponse's body among them), and chained exceptions' attributes (a
+    JSONDecodeError keeps its whole document in ``.doc``)."""
+    largest = 0
+    for exc in chain(error):
+        values = list(vars(exc).values())
+        tb = exc.__traceback__
+        while tb is not None:
+            if "/pecapi/" in tb.tb_frame.f_code.co_filename:  # not the test's own frames
+                values += tb.tb_frame.f_locals.values()
+            tb = tb.tb_next
+        for value in values:
+            value = getattr(value, "body", value)
+            if isinstance(value, (bytes, str)):
+                largest = max(largest, len(value))
+    return largest
+
+
+async def test_a_kept_decode_error_holds_no_more_than_error_body() -> None:
+    body = b'{"success":true,"data":"' + b"x" * 2_000_000 + b'" broken'
+    async with (
+        serve({"/pec/6040e4613a716838dc4eee0e": answer(body)}) as server,
+        client_for(server.url, error_body=1000) as client,
+    ):
+        with pytest.raises(ResponseDecodeError) as info:
+            await client.mailboxes.get("6040e4613a716838dc4eee0e")
+    assert info.value.__context__ is None
+    assert held_text(info.value) <= 1000
+
+
+async def test_a_2xx_refusal_keeps_its_envelope_not_its_data() -> None:
+    items = ",".join([f'{{"id":"{i}"}}' for i in range(10_000)])
+    body = b'{"success":false,"message":"no","error":7,"data":[' + items.encode() + b"]}"
+    async with serve({"/pec": answer(body)}) as server, client_for(server.url) as client:
+        with pytest.raises(PecApiError) as info:
+            await client.mailboxes.list()
+    assert info.value.body == {"success": False, "message": "no", "error": 7}
+
+
+async def test_an_error_status_is_not_refused_for_its_values() -> None:
+    """An error body was cut at error_body: counted, a 503 would become a
+    ResponseTooLargeError, and not be retried."""
+
+    async def busy(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"success": False, "data": [[], [], [], []]}, status=503)
+
+    async with serve({"/pec": busy}) as server, client_for(server.url, json_values=3) as client:
+        with pytest.raises(ServerError):
+            await client.mailboxes.list()
     assert server.hits["/pec"] == 4

@@ -55,7 +55,9 @@ def _url_repr(url: object) -> str:
 
     Names are compared decoded (``x%5Fsig`` is ``x_sig``), as the receiver reads them."""
     if not isinstance(url, str):
-        return repr(url)
+        # A yarl.URL (what CallbackSigner.url takes) or anything else: its text, redacted
+        # the same way, under its type's name; never its own repr.
+        return f"{type(url).__name__}({_url_repr(str(url))})"
     head, mark, rest = url.partition("?")
     if not mark:
         return repr(url)

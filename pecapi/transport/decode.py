@@ -96,28 +96,27 @@ def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -
         raise api_error(
             exchange, raw, message=f"HTTP {status} with an empty body", code=None, body=b""
         )
-    try:
-        payload = loads(raw.body, max_values=limits.json_values)
-    except TooManyValues as exc:
+    # Error bodies were cut at limits.error_body: no value count for them (a 503 stays a
+    # 503, retried). Parsed by _parse, which returns its error: raised here, outside any
+    # handler, it has no __context__ (whose traceback holds the whole body).
+    payload = _parse(raw.body, limits.json_values if status < 300 else None)
+    if isinstance(payload, TooManyValues):
         # Refused before parsing: parsed, it could take 27 times its size.
+        _cut(raw, limits)
         raise ResponseTooLargeError(
-            f"the answer holds more JSON values than ResponseLimits.json_values ({exc})",
+            f"the answer holds more JSON values than ResponseLimits.json_values ({payload})",
             limit=limits.json_values,
             **where(exchange),
             status=status,
             headers=raw.headers,
-        ) from None
-    except JsonError as exc:
+        )
+    if isinstance(payload, JsonError):
         # Nested deeper than the parser's stack ([[[[...]]]]) is as unreadable as broken
         # JSON, and typed like it (a paid write settles).
         if status >= 300:
             text = raw.body.decode("utf-8", "replace")
-            raise api_error(
-                exchange, raw, message=_text_preview(raw), code=None, body=text
-            ) from None
-        raise _decode_error(
-            exchange, raw, limits, f"the response is not valid JSON: {exc}"
-        ) from None
+            raise api_error(exchange, raw, message=_text_preview(raw), code=None, body=text)
+        raise _decode_error(exchange, raw, limits, f"the response is not valid JSON: {payload}")
     if not isinstance(payload, dict):
         if status >= 300:
             raise api_error(exchange, raw, message=_text_preview(raw), code=None, body=payload)
@@ -129,13 +128,12 @@ def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -
     if status >= 300 or payload.get("success") is False:
         if (status, code) in endpoint.empty_when:
             return _finish(exchange, raw, limits, _structure(exchange, raw, None, message, code))
-        # An error status's body was read up to limits.error_body: small.
+        # An error status's body was read up to limits.error_body: small. A 2xx with
+        # success: false may be as large as any answer: its envelope fields only.
+        body = payload if status >= 300 else _envelope_only(payload)
+        del payload
         raise api_error(
-            exchange,
-            raw,
-            message=message or f"{endpoint} failed",
-            code=code,
-            body=payload,
+            exchange, raw, message=message or f"{endpoint} failed", code=code, body=body
         )
     data = payload.get("data")
     del payload
@@ -174,9 +172,30 @@ def _structure(
         return _Unexpected(" ".join(str(exc).split())[:300])
 
 
+def _parse(body: bytes, max_values: int | None) -> Any:
+    """The parsed body, or the :class:`JsonError` (returned, its traceback dropped: the
+    frames hold the body)."""
+    try:
+        return loads(body, max_values=max_values)
+    except JsonError as exc:
+        exc.__traceback__ = None
+        return exc
+
+
+def _envelope_only(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: payload[k] for k in ("success", "message", "error") if k in payload}
+
+
+def _cut(raw: RawResponse, limits: ResponseLimits) -> None:
+    # Every frame of the error's traceback that holds this answer shares this object:
+    # cut here, the whole body is freed with the error still kept (a batch's results).
+    raw.body = raw.body[: limits.error_body]
+
+
 def _decode_error(
     exchange: Exchange, raw: RawResponse, limits: ResponseLimits, message: str
 ) -> ResponseDecodeError:
+    _cut(raw, limits)
     return ResponseDecodeError(
         message,
         **where(exchange),

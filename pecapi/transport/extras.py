@@ -31,14 +31,20 @@ def request_query(
     return {**own, **extra}
 
 
-def request_headers(token: Secret, exchange: Exchange) -> CIMultiDict[str]:
+def request_headers(
+    token: Secret, exchange: Exchange, content_type: str | None = None
+) -> CIMultiDict[str]:
     """The headers of one attempt. ``extra_headers`` were checked when the options were
     made (RequestOptions refuses the protected ones); pecapi's own are still set after
-    them, so that no path could let a caller's value replace the credential."""
+    them, so that no path could let a caller's value replace the credential.
+    ``content_type``: the body's, set explicitly, since a session passed in by the user
+    may carry a default ``Content-Type`` or skip the payload's."""
     headers: CIMultiDict[str] = CIMultiDict(Accept=exchange.endpoint.accept)
     extra = exchange.options.extra_headers
     if extra:
         headers.update(extra)  # replaces Accept in any letter case: a caller may negotiate
     headers["Authorization"] = "Bearer " + token.reveal()
     headers["Accept-Encoding"] = ACCEPT_ENCODING  # only what the readers can inflate
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     return headers

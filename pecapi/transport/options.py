@@ -86,7 +86,9 @@ def _extra_headers(value: Mapping[str, str] | None) -> Mapping[str, str] | None:
         raise ValidationError("extra_headers", f"must be a mapping, not {type(value).__name__}")
     seen: dict[str, str] = {}
     for name, text in value.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        # Exactly str: a subclass could answer .lower() with anything, and pass as
+        # another header than the one sent.
+        if type(name) is not str or not _TOKEN.fullmatch(name):
             raise ValidationError("extra_headers", f"{name!r} is not a header name")
         field = f"extra_headers.{name}"
         if name.lower() in PROTECTED_HEADERS:

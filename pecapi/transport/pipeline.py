@@ -274,6 +274,9 @@ class Pipeline:
         timeout = exchange.options.timeout or DEFAULT_TIMEOUT
         if time_left is not None and (timeout.total is None or time_left < timeout.total):
             timeout = Timeout(total=max(time_left, 0.001), connect=timeout.connect)
+        # A payload object: its repr (what error reporters record of this frame's
+        # locals) is its type, never the body (personal data, a signed callback URL).
+        payload = _payload(exchange)
         started = time.perf_counter()
         try:
             async with (
@@ -281,11 +284,9 @@ class Pipeline:
                 session.request(
                     exchange.method,
                     exchange.url,
-                    # Both built in the call: no local of this frame holds the plain
-                    # token, or the body (personal data, a signed callback URL), which
-                    # error reporters would record with the frame's locals.
-                    data=_payload(exchange),
-                    headers=request_headers(token, exchange),
+                    # Built in the call: no local of this frame holds the plain token.
+                    data=payload,
+                    headers=request_headers(token, exchange, _content_type(payload)),
                     timeout=_client_timeout(timeout),
                     allow_redirects=False,
                     # A session passed in by the user may say otherwise: pecapi's error
@@ -323,6 +324,10 @@ def _payload(exchange: Exchange) -> Payload | None:
     if isinstance(body, bytes):  # an encoded JSON object (json_body)
         return BytesPayload(body, content_type="application/json")
     return body  # None, or a streamed payload with its own Content-Type
+
+
+def _content_type(payload: Payload | None) -> str | None:
+    return payload.content_type if payload is not None else None
 
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
