@@ -108,9 +108,12 @@ async def _call(command: Command, args: argparse.Namespace) -> Any:
 
 def _api_handler(command: Command) -> Handler:
     def handle(args: argparse.Namespace) -> int:
+        # Made before the call: it needs rich (the cli extra), and a missing extra must
+        # stop the command before a paid call is sent, not after.
+        out = Output(json_mode=args.json)
         result = asyncio.run(_call(command, args))
         if not (isinstance(result, Download) and result.path is None):  # PDF went to stdout
-            Output(json_mode=args.json).result(result)
+            out.result(result)
         return ExitCode.OK
 
     return handle

@@ -19,9 +19,6 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-from rich import box
-from rich.table import Table
-from rich.text import Text
 
 from pecapi.client import PecClient
 from pecapi.errors import PecError
@@ -159,6 +156,10 @@ def _summary_json(summary: Summary) -> dict[str, Any]:
 
 
 def _print_summary(out: Output, summary: Summary) -> None:
+    from rich import box  # the cli extra: Output already required it for people
+    from rich.table import Table
+    from rich.text import Text
+
     rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
     console = out.console
     out.line(

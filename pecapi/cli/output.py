@@ -5,6 +5,10 @@ JSON uses the API's own field names and value forms: enums as their values, date
 schema does not know (a model's ``extra``) merged back into their object, so a JSON
 document shows what the API said. Human output renders the same data as tables, with
 timestamps as UTC date-times; nothing in it is read as rich markup.
+
+rich (the ``cli`` extra) is imported only when a table, a line or a progress bar is
+shown: ``--json`` output works without it, and :class:`Output` for people says at once,
+before anything is sent, which extra to install.
 """
 
 from __future__ import annotations
@@ -16,22 +20,45 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from pecapi.errors import ConfigurationError
 from pecapi.models.wire import format_date, from_unix
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
 __all__ = [
+    "RICH_MISSING",
     "Availability",
     "Download",
     "Output",
     "to_json",
 ]
+
+#: Why the command stops when it must show tables and rich is not installed.
+RICH_MISSING = (
+    "tables and progress bars need rich, which is not installed: "
+    "pip install 'pecapi[cli]' (or use --json)"
+)
+
+_PIPE_WIDTH = 160
+
+
+def _console(file: TextIO) -> Console:
+    """A console writing to ``file``; ConfigurationError naming the extra without rich."""
+    try:
+        from rich.console import Console
+    except ImportError:  # the cli extra is not installed
+        raise ConfigurationError(RICH_MISSING) from None
+    # Styles and live displays only on a terminal (rich also honours NO_COLOR).
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH  # a pipe or file has no width: do not fold at 80
+    return console
 
 
 @attrs.frozen
@@ -136,6 +163,10 @@ def _rows(prefix: str, value: Any) -> list[tuple[str, str]]:
 
 
 def _record_table(obj: Any, title: str | None = None) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE, show_header=False, title=title, title_justify="left")
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
@@ -154,6 +185,10 @@ _KEEP_WHOLE = frozenset({"id", "casella_pec"})
 
 
 def _list_table(items: Sequence[Any]) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     cls = type(items[0])
     names = [
         f.name
@@ -175,22 +210,31 @@ def _list_table(items: Sequence[Any]) -> Table:
     return table
 
 
-_PIPE_WIDTH = 160
-
-
 class Output:
-    """Where a command's result goes: ``--json`` documents or tables on stdout."""
+    """Where a command's result goes: ``--json`` documents or tables on stdout.
+
+    For people (``json_mode`` false) it needs rich, and raises
+    :class:`~pecapi.errors.ConfigurationError` (:data:`RICH_MISSING`) at once without it:
+    make it before sending anything.
+    """
 
     def __init__(self, *, json_mode: bool, stdout: TextIO | None = None) -> None:
         self.json_mode = json_mode
         self.stdout = stdout if stdout is not None else sys.stdout
-        # Styles and live displays only on a terminal (rich also honours NO_COLOR).
-        self.console = Console(file=self.stdout, highlight=False)
-        if not self.console.is_terminal and "COLUMNS" not in os.environ:
-            self.console.width = _PIPE_WIDTH  # a pipe or file has no width: do not fold at 80
+        # Tables for people need rich: without it this fails here, before anything is sent.
+        self._console = None if json_mode else _console(self.stdout)
+
+    @property
+    def console(self) -> Console:
+        """The rich console on ``stdout`` (in ``--json`` mode made on first use, if ever)."""
+        if self._console is None:
+            self._console = _console(self.stdout)
+        return self._console
 
     def line(self, text: str) -> None:
         """One line of plain text (no markup, not folded)."""
+        from rich.text import Text
+
         self.console.print(Text(text), soft_wrap=True)
 
     def json(self, value: Any) -> None:

@@ -1,20 +1,11 @@
 """A live progress display: a rich progress bar on a terminal, a plain line at each
-quarter otherwise (so captured output has no control codes)."""
+quarter otherwise (so captured output has no control codes), nothing with ``--json``
+(whose lines must not mix with a live display)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from .output import Output
 
@@ -25,7 +16,17 @@ __all__ = ["progress"]
 def progress(out: Output, label: str, total: int | None) -> Iterator[Callable[[bool], None]]:
     """Yields ``advance(failed)``, to call once per finished item."""
     done = failed = 0
-    if out.console.is_terminal:
+    if not out.json_mode and out.console.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from multidict import CIMultiDict
-
 from pecapi.errors import ValidationError
 from pecapi.secret import Secret
 from pecapi.transport.exchange import Exchange
@@ -33,16 +31,21 @@ def request_query(
 
 def request_headers(
     token: Secret, exchange: Exchange, content_type: str | None = None
-) -> CIMultiDict[str]:
+) -> dict[str, str]:
     """The headers of one attempt. ``extra_headers`` were checked when the options were
     made (RequestOptions refuses the protected ones); pecapi's own are still set after
     them, so that no path could let a caller's value replace the credential.
     ``content_type``: the body's, set explicitly, since a session passed in by the user
     may carry a default ``Content-Type`` or skip the payload's."""
-    headers: CIMultiDict[str] = CIMultiDict(Accept=exchange.endpoint.accept)
+    headers = {"Accept": exchange.endpoint.accept}
     extra = exchange.options.extra_headers
     if extra:
-        headers.update(extra)  # replaces Accept in any letter case: a caller may negotiate
+        # A caller may negotiate Accept, in any letter case; every other extra name was
+        # checked against pecapi's own (and given once) when the options were made.
+        for name, value in extra.items():
+            if name.lower() == "accept":
+                del headers["Accept"]
+            headers[name] = value
     headers["Authorization"] = "Bearer " + token.reveal()
     headers["Accept-Encoding"] = ACCEPT_ENCODING  # only what the readers can inflate
     if content_type is not None:
