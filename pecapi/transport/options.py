@@ -60,16 +60,26 @@ def _to_timeout(value: Timeout | float | None) -> Timeout | None:
 # -- extra headers and query parameters ------------------------------------------------
 
 #: Headers ``extra_headers`` may not set (compared in any letter case): the credential,
-#: what describes the body pecapi encodes (type, length, framing), the encodings its
-#: bounded readers can inflate, and the host the token is sent to.
+#: what describes the body pecapi encodes (type, length, framing, encoding), the
+#: encodings its bounded readers can inflate, the host the token is sent to, the
+#: connection itself, and the method overrides a gateway may honour (a retried read
+#: must never become a paid write).
 PROTECTED_HEADERS = frozenset(
     (
         "authorization",
         "content-type",
         "content-length",
+        "content-encoding",
         "transfer-encoding",
         "accept-encoding",
         "host",
+        "connection",
+        "upgrade",
+        "te",
+        "expect",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
     )
 )
 # RFC 9110's token: what a header name may be made of.
