@@ -100,9 +100,17 @@ def registration() -> Callable[..., MailboxRegistration]:
 
 
 @asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """``app`` on a free loopback port while the block runs; its base URL."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+async def serve_app(app: web.Application, *, inflate: bool = True) -> AsyncIterator[str]:
+    """``app`` on a free loopback port while the block runs; its base URL. ``inflate``
+    False: served as the README advises for callbacks (``auto_decompress=False``: the
+    server does not inflate request bodies itself)."""
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=0.5,
+        auto_decompress=inflate,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

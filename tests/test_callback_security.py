@@ -325,14 +325,8 @@ async def uninflating_receiver(on_event: OnEvent, **handler_kwargs: Any) -> Asyn
     handler runs)."""
     app = web.Application()
     app.router.add_post("/pec-callback", handler(on_event, **handler_kwargs))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/pec-callback"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app, inflate=False) as url:
+        yield f"{url}/pec-callback"
 
 
 async def test_compressed_deliveries_get_415_and_never_reach_on_event() -> None:

@@ -30,8 +30,8 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from pecapi.testing import (
     make_pdf,
     samples,
 )
-from tests.conftest import make_registration, wait_until
+from tests.conftest import make_registration, serve_app, wait_until
 from tests.test_typing import Errors, mypy_errors, pyright_errors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -458,18 +458,9 @@ async def test_the_oauth_example_runs(
     assert set(issued.scopes) == {"GET:test.pec.openapi.it/pec"}
 
 
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
+def serve(app: web.Application) -> AbstractAsyncContextManager[str]:
     """``app`` served as the README says (``auto_decompress=False``); its base URL."""
-    runner = web.AppRunner(app, auto_decompress=False, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    return serve_app(app, inflate=False)
 
 
 async def test_the_callback_example_receives_the_emulators_callback(
