@@ -59,7 +59,12 @@ async def raw_server(answer: bytes | None) -> AsyncIterator[str]:
     """A loopback server that reads a request and writes ``answer`` byte for byte, then
     closes (None: never answers)."""
 
+    handlers: set[asyncio.Task[Any]] = set()
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
         try:
             await reader.readuntil(b"\r\n\r\n")
             if answer is None:
@@ -70,6 +75,7 @@ async def raw_server(answer: bytes | None) -> AsyncIterator[str]:
             pass
         finally:
             writer.close()
+            handlers.discard(task)
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -77,6 +83,11 @@ async def raw_server(answer: bytes | None) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
+        # Since Python 3.12.1 wait_closed() waits for every connection's handler: the
+        # one that never answers would hold it for an hour.
+        for handler in list(handlers):
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
 
 
