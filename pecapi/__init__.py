@@ -7,12 +7,19 @@ register. See :class:`PecClient`.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 # The submodule, so that ``pecapi.provision.provision(...)`` works after ``import pecapi``
 # (importing the function here would hide the module behind it).
 from pecapi import provision
-from pecapi.batch import Batch, BatchFailure, BatchProgress, BatchResult, BatchSuccess
+from pecapi._version import __version__
+from pecapi.batch import (
+    Batch,
+    BatchFailure,
+    BatchProgress,
+    BatchResult,
+    BatchSkipped,
+    BatchSuccess,
+    NotSentError,
+)
 from pecapi.callbacks import (
     CallbackEncodingError,
     CallbackError,
@@ -79,12 +86,15 @@ from pecapi.models import (
     TipoDocumentoLiteral,
 )
 from pecapi.oauth import OAuthTokenProvider, all_pec_scopes, pec_scopes
+from pecapi.oauth_choice import oauth_provider
+from pecapi.oauth_v2 import OAuthV2TokenProvider
 from pecapi.transport.auth import RenewableTokenProvider, StaticToken, TokenProvider
 from pecapi.transport.limits import ResponseLimits
 from pecapi.transport.options import RequestOptions, Timeout
 from pecapi.transport.pending import PendingOutcome
 from pecapi.transport.raw import RawResult, ResponseInfo, with_raw_response
 from pecapi.transport.retry import Attempt, RetryPolicy
+from pecapi.wallet import Wallet, WalletTransaction
 
 __all__ = [
     "PRODUCTION_URL",
@@ -96,6 +106,7 @@ __all__ = [
     "BatchFailure",
     "BatchProgress",
     "BatchResult",
+    "BatchSkipped",
     "BatchSuccess",
     "Callback",
     "CallbackEncodingError",
@@ -122,7 +133,9 @@ __all__ = [
     "MailboxUserInfo",
     "NotAcceptableError",
     "NotFoundError",
+    "NotSentError",
     "OAuthTokenProvider",
+    "OAuthV2TokenProvider",
     "OperationFailedError",
     "OutcomeUnknownError",
     "PecApiError",
@@ -164,9 +177,12 @@ __all__ = [
     "TransportError",
     "UnexpectedStatusError",
     "ValidationError",
+    "Wallet",
+    "WalletTransaction",
     "__version__",
     "all_pec_scopes",
     "from_json",
+    "oauth_provider",
     "pec_scopes",
     "provision",
     "to_json",

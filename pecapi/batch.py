@@ -1,6 +1,10 @@
 """Run one operation over many inputs with bounded concurrency, yielding results as they
 complete. The input is consumed lazily (never more than ``concurrency`` items are in
 memory as tasks), so a million inputs cost the memory of ``concurrency``.
+
+A batch stops sending on its first :class:`~pecapi.InsufficientCreditError` (HTTP 402:
+the wallet cannot pay for the operation, nor for the next ones): the inputs it has not
+started come out as :class:`BatchSkipped`, never sent, instead of one 402 each.
 """
 
 from __future__ import annotations
@@ -15,14 +19,26 @@ from collections.abc import (
     Iterable,
     Sized,
 )
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
 from pecapi.closing import AsyncClosing
-from pecapi.errors import ValidationError
+from pecapi.errors import InsufficientCreditError, PecError, ValidationError
 
-__all__ = ["Batch", "BatchFailure", "BatchProgress", "BatchResult", "BatchSuccess"]
+__all__ = [
+    "INSUFFICIENT_CREDIT",
+    "Batch",
+    "BatchFailure",
+    "BatchProgress",
+    "BatchResult",
+    "BatchSkipped",
+    "BatchSuccess",
+    "NotSentError",
+]
+
+#: The :attr:`NotSentError.reason` of an input not sent because the wallet ran out.
+INSUFFICIENT_CREDIT = "insufficient credit"
 
 I = TypeVar("I")  # noqa: E741 (the input type)
 R = TypeVar("R")
@@ -43,7 +59,7 @@ class BatchSuccess(Generic[I, R]):
 @attrs.frozen(kw_only=True)
 class BatchFailure(Generic[I]):
     """An input whose call raised: ``error`` is the exception (``ok`` is False, ``value``
-    None)."""
+    None). A :class:`BatchSkipped`, an input never sent, is a failure too."""
 
     index: int
     input: I
@@ -52,31 +68,81 @@ class BatchFailure(Generic[I]):
     value: None = attrs.field(default=None, init=False, repr=False)
 
 
+class NotSentError(PecError):
+    """An input a batch (or a provisioning run) stopped before sending: nothing was sent
+    for it, so nothing was charged; send it again later (after topping up the wallet).
+
+    ``reason`` says why (``"insufficient credit"``); ``cause`` is the error that made the
+    batch stop (its first :class:`~pecapi.InsufficientCreditError`), shared by every input
+    it skipped.
+    """
+
+    request_sent = False  # as TokenError's: nothing reached the API
+
+    def __init__(self, reason: str, cause: Exception | None = None) -> None:
+        self.reason = reason
+        self.cause = cause
+        self.message = f"not sent: {reason}"
+        super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.cause))
+
+
+@attrs.frozen(kw_only=True)
+class BatchSkipped(BatchFailure[I]):
+    """An input the batch never sent, because it had stopped (on an insufficient credit
+    error) before this input's turn: a :class:`BatchFailure` whose ``error`` is a
+    :class:`NotSentError`; ``reason`` is that error's reason.
+
+    It is a failure (``ok`` False, counted in ``failed``): the input was not done. Tell
+    it from one whose call raised with ``isinstance(result, BatchSkipped)``.
+    """
+
+    error: NotSentError
+
+    @property
+    def reason(self) -> str:
+        return self.error.reason
+
+
 BatchResult: TypeAlias = BatchSuccess[I, R] | BatchFailure[I]
 """One input with its outcome: a :class:`BatchSuccess` (``value``) or a
-:class:`BatchFailure` (``error``). Both have ``index``, ``input``, ``ok``, ``value`` and
-``error``; a type checker narrows the result by ``ok`` (mypy: ``if result.ok:``; pyright
-narrows a boolean tag only by comparison: ``if result.ok is True:``) or by
-``result.error is None`` (both), ``isinstance`` or ``match``."""
+:class:`BatchFailure` (``error``; a :class:`BatchSkipped` when the input was never sent).
+Both have ``index``, ``input``, ``ok``, ``value`` and ``error``; a type checker narrows
+the result by ``ok`` (mypy: ``if result.ok:``; pyright narrows a boolean tag only by
+comparison: ``if result.ok is True:``) or by ``result.error is None`` (both),
+``isinstance`` or ``match``."""
 
 
 @attrs.frozen(kw_only=True)
 class BatchProgress:
-    """Counts handed to a progress callback after each result."""
+    """Counts handed to a progress callback after each result: ``done`` results so far,
+    ``failed`` those not ok (skipped ones included), ``skipped`` those never sent."""
 
     done: int
     failed: int
     total: int | None
+    skipped: int = 0
 
 
 class Batch(AsyncClosing, Generic[I, R]):
     """``fn`` applied to every input, ``concurrency`` at a time.
 
     Iterate it (``async for result in batch``) to get each :class:`BatchResult` as it
-    completes; one failure never stops the others. Use it as an async context manager
-    (``async with client.map(...) as results:``) so that leaving the block early, an
-    error or a cancellation cancels what is still in flight and waits for it: no task
-    and no connection is left behind.
+    completes; one failure never stops the others, except an insufficient credit error.
+
+    With ``stop_on_insufficient_credit`` (the default), the first call that raises
+    :class:`~pecapi.InsufficientCreditError` (HTTP 402) stops the batch: it starts no
+    other input, the calls in flight finish as they finish, and then every input not
+    started is yielded as a :class:`BatchSkipped` (not sent, nothing charged). A 402 says
+    the wallet cannot pay, and the next paid call would get one too. ``stopped_by`` is
+    that first error. Pass False to send every input whatever the others got (when the
+    inputs' prices differ a lot, say, and the cheaper ones may still be paid for).
+
+    Use it as an async context manager (``async with client.map(...) as results:``) so
+    that leaving the block early, an error or a cancellation cancels what is still in
+    flight and waits for it: no task and no connection is left behind.
     """
 
     def __init__(
@@ -87,10 +153,16 @@ class Batch(AsyncClosing, Generic[I, R]):
         concurrency: int = 50,
         total: int | None = None,
         on_progress: Callable[[BatchProgress], None] | None = None,
+        stop_on_insufficient_credit: bool = True,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError("concurrency", f"must be an int >= 1, not {concurrency!r}")
+        if not isinstance(stop_on_insufficient_credit, bool):
+            value = stop_on_insufficient_credit
+            raise ValidationError("stop_on_insufficient_credit", f"must be a bool, not {value!r}")
         self._fn = fn
+        self._stop_on_credit = stop_on_insufficient_credit
+        self._stopped_by: InsufficientCreditError | None = None
         self._inputs = inputs
         self._concurrency = concurrency
         self._on_progress = on_progress
@@ -99,6 +171,7 @@ class Batch(AsyncClosing, Generic[I, R]):
         self.total = total
         self.done = 0
         self.failed = 0
+        self.skipped = 0
         self._pending: set[asyncio.Task[BatchResult[I, R]]] = set()
         #: Inputs whose call was cancelled while in flight (leaving the batch early, an
         #: error, a cancellation): a write among them may have reached the API, and its
@@ -121,8 +194,32 @@ class Batch(AsyncClosing, Generic[I, R]):
             self.interrupted.append(item)
             raise
         except Exception as exc:  # one failure must not stop the batch; cancellation does
+            if (
+                isinstance(exc, InsufficientCreditError)
+                and self._stop_on_credit
+                and self._stopped_by is None
+            ):
+                # Set when the task ends, so before the loop starts anything else.
+                self._stopped_by = exc
             return BatchFailure(index=index, input=item, error=exc)
         return BatchSuccess(index=index, input=item, value=value)
+
+    @property
+    def stopped_by(self) -> Exception | None:
+        """The error that stopped the batch (its first insufficient credit error), or None."""
+        return self._stopped_by
+
+    def _counted(self, result: BatchResult[I, R]) -> BatchResult[I, R]:
+        self.done += 1
+        self.failed += 0 if result.ok else 1
+        self.skipped += 1 if isinstance(result, BatchSkipped) else 0
+        if self._on_progress is not None:
+            self._on_progress(
+                BatchProgress(
+                    done=self.done, failed=self.failed, skipped=self.skipped, total=self.total
+                )
+            )
+        return result
 
     async def _inputs_async(self) -> AsyncGenerator[I, None]:
         if isinstance(self._inputs, AsyncIterable):
@@ -138,7 +235,11 @@ class Batch(AsyncClosing, Generic[I, R]):
         exhausted = False
         try:
             while True:
-                while not exhausted and len(self._pending) < self._concurrency:
+                while (
+                    not exhausted
+                    and self._stopped_by is None
+                    and len(self._pending) < self._concurrency
+                ):
                     try:
                         item = await source.__anext__()
                     except StopAsyncIteration:
@@ -147,19 +248,20 @@ class Batch(AsyncClosing, Generic[I, R]):
                     self._pending.add(asyncio.ensure_future(self._one(index, item)))
                     index += 1
                 if not self._pending:
-                    return
+                    break
                 finished, self._pending = await asyncio.wait(
                     self._pending, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in sorted(finished, key=lambda t: t.result().index):
-                    result = task.result()
-                    self.done += 1
-                    self.failed += 0 if result.ok else 1
-                    if self._on_progress is not None:
-                        self._on_progress(
-                            BatchProgress(done=self.done, failed=self.failed, total=self.total)
-                        )
-                    yield result
+                    yield self._counted(task.result())
+            # Stopped, and what was in flight has finished: the rest is reported, not sent
+            # (read lazily like the rest of the input).
+            cause = self._stopped_by
+            if cause is not None and not exhausted:
+                async for item in source:
+                    error = NotSentError(INSUFFICIENT_CREDIT, cause)
+                    yield self._counted(BatchSkipped(index=index, input=item, error=error))
+                    index += 1
         finally:
             await self._cancel_pending()
             await source.aclose()

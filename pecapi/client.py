@@ -11,16 +11,16 @@ from yarl import URL
 from pecapi.batch import Batch, BatchProgress
 from pecapi.closing import AsyncClosing
 from pecapi.errors import ConfigurationError, ValidationError
+from pecapi.resources.account import Account
 from pecapi.resources.comunica_pec import ComunicaPecRequests
 from pecapi.resources.domains import Domains
 from pecapi.resources.mailboxes import Mailboxes
 from pecapi.transport.auth import TokenProvider, resolve_token, seal
-from pecapi.transport.endpoint import Endpoint
-from pecapi.transport.exchange import no_body
 from pecapi.transport.limits import ResponseLimits
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import NotApplied, PendingOutcome
-from pecapi.transport.pipeline import BodyFactory, Exchange, Pipeline
+from pecapi.transport.pipeline import Pipeline
+from pecapi.transport.requester import Requester
 from pecapi.transport.retry import RetryPolicy
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.urls import check_base_url
@@ -55,7 +55,15 @@ class PecClient(AsyncClosing):
     ``limits`` caps the size of the answers read (:class:`~pecapi.ResponseLimits`).
     """
 
-    __slots__ = ("_defaults", "_pipeline", "_sandbox", "comunica_pec", "domains", "mailboxes")
+    __slots__ = (
+        "_pipeline",
+        "_requester",
+        "_sandbox",
+        "account",
+        "comunica_pec",
+        "domains",
+        "mailboxes",
+    )
 
     def __init__(
         self,
@@ -90,13 +98,18 @@ class PecClient(AsyncClosing):
             ),
             limits=limits,
         )
-        self._defaults = RequestOptions()
+        self._requester = Requester(self._pipeline)
         self._bind()
 
     def _bind(self) -> None:
-        self.domains = Domains(self)
-        self.mailboxes = Mailboxes(self)
-        self.comunica_pec = ComunicaPecRequests(self)
+        # Each namespace gets the requester, not the client: resources import no client.
+        requester, sandbox = self._requester, self._sandbox
+        self.domains = Domains(requester, sandbox=sandbox, map=self.map)
+        self.mailboxes = Mailboxes(requester, sandbox=sandbox, map=self.map)
+        self.comunica_pec = ComunicaPecRequests(requester, sandbox=sandbox, map=self.map)
+        # The wallet is read from the token service with the token provider's
+        # credentials (a fixed token has none: its auth holds no provider).
+        self.account = Account(getattr(self._pipeline.auth, "provider", None))
 
     # -- configuration -------------------------------------------------------------------
 
@@ -121,7 +134,7 @@ class PecClient(AsyncClosing):
     @property
     def retry_policy(self) -> RetryPolicy:
         """The retry policy calls of this client (or copy) use unless told otherwise."""
-        return self._defaults.retry or self._pipeline.defaults.retry or RetryPolicy()
+        return self._requester.defaults.retry or RetryPolicy()
 
     def with_options(
         self,
@@ -143,7 +156,7 @@ class PecClient(AsyncClosing):
         clone = object.__new__(PecClient)
         clone._sandbox = self._sandbox
         clone._pipeline = self._pipeline
-        clone._defaults = options.merged_over(self._defaults)
+        clone._requester = self._requester.with_options(options)  # merged here, once
         clone._bind()
         return clone
 
@@ -161,11 +174,22 @@ class PecClient(AsyncClosing):
         concurrency: int = 50,
         total: int | None = None,
         on_progress: Callable[[BatchProgress], None] | None = None,
+        stop_on_insufficient_credit: bool = True,
     ) -> Batch[I, R]:
         """Apply ``fn`` (any operation, e.g. ``client.mailboxes.renew``) to every input,
         ``concurrency`` at a time, yielding each :class:`~pecapi.BatchResult` as it
-        completes. Requests still pass the client's ``max_in_flight``/``rate_limit``."""
-        return Batch(fn, inputs, concurrency=concurrency, total=total, on_progress=on_progress)
+        completes. Requests still pass the client's ``max_in_flight``/``rate_limit``.
+        After the first :class:`~pecapi.InsufficientCreditError` nothing more is sent: the
+        inputs not started are :class:`~pecapi.BatchSkipped` (unless
+        ``stop_on_insufficient_credit=False``)."""
+        return Batch(
+            fn,
+            inputs,
+            concurrency=concurrency,
+            total=total,
+            on_progress=on_progress,
+            stop_on_insufficient_credit=stop_on_insufficient_credit,
+        )
 
     # -- outcomes not known yet ----------------------------------------------------------
 
@@ -201,19 +225,3 @@ class PecClient(AsyncClosing):
     async def aclose(self) -> None:
         """Close the HTTP session (only one the client created). Safe to call twice."""
         await self._pipeline.aclose()
-
-    # -- the pipeline, for resources -----------------------------------------------------
-
-    def _exchange(
-        self,
-        endpoint: Endpoint[Any],
-        *,
-        params: Mapping[str, str] | None = None,
-        query: Mapping[str, str] | None = None,
-        body: BodyFactory = no_body,
-        options: RequestOptions | None = None,
-    ) -> Exchange:
-        merged = options.merged_over(self._defaults) if options is not None else self._defaults
-        return self._pipeline.exchange(
-            endpoint, params=params, query=query, body=body, options=merged
-        )

@@ -29,6 +29,7 @@ ProvisionStatus: TypeAlias = Literal[
     "pending",
     "unavailable",
     "failed",
+    "no_credit",
     "invalid",
     "duplicate",
 ]
@@ -50,6 +51,10 @@ STATUSES: dict[str, bool] = {
     "pending": False,
     "unavailable": False,  # the address is taken by someone else
     "failed": False,  # an error before the mailbox was registered
+    # not registered for want of credit: the API answered 402 (the error), or the run had
+    # stopped sending registrations after a 402 and sent nothing for it (a NotSentError);
+    # the next run, after topping up the wallet, registers it
+    "no_credit": False,
     "invalid": False,  # bad input, nothing sent
     "duplicate": False,  # the same address twice in the input
 }

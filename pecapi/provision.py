@@ -2,15 +2,14 @@
 
 For each :class:`ProvisionRequest` the pipeline checks that the address is free,
 registers the mailbox and, when documents are given, activates it. Every outcome is
-appended to a JSON-lines journal as it arrives; running again with the same journal
-skips what is complete, resumes what is half done (a registered mailbox is activated,
-never registered again) and retries what failed.
+appended to a JSON-lines journal (:class:`Journal`) as it arrives; running again with
+the same journal skips what is complete, resumes what is half done (a registered
+mailbox is activated, never registered again) and retries what failed. Requests may
+come from a CSV file (:func:`read_registrations_csv`, from :mod:`pecapi.provision_input`).
 
-Before the first request the journal is opened for appending and read: a path that
-cannot be written raises :class:`~pecapi.errors.ConfigurationError` (naming the path)
-from the iteration, with nothing sent and nothing charged. A torn last line (a crash in
-the middle of a write) is ended with a newline first, so the next record starts on a
-line of its own; the torn record itself is ignored and its work redone.
+An address whose domain does not suit the client's environment (a production domain on
+a sandbox client, a sandbox one in production, a provider's domain of another mailbox
+type) is ``invalid``, with nothing sent for it, in this run and the next ones.
 
 The account's mailboxes are listed once at the start, and for every request the
 journal has not completed the account wins over the journal:
@@ -27,28 +26,40 @@ journal has not completed the account wins over the journal:
   paid for twice).
 
 A request the journal completed is ``skipped`` without looking at the account.
+
+After the first registration answered HTTP 402 the run sends no other registration
+(:func:`provision` says more); what costs nothing goes on: activations, mailboxes taken
+over from the account, invalid and duplicate rows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import datetime as dt
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from pecapi.batch import Batch, BatchProgress, BatchResult
-from pecapi.documents import DocumentKind, Documents, prepare_documents
-from pecapi.errors import ConfigurationError, OutcomeUnknownError, PecError, ValidationError
+from pecapi.batch import INSUFFICIENT_CREDIT, Batch, BatchProgress, BatchResult, NotSentError
+from pecapi.errors import (
+    ConfigurationError,
+    InsufficientCreditError,
+    OutcomeUnknownError,
+    PecError,
+    ValidationError,
+)
 from pecapi.journal import STATUSES, Journal, ProvisionOutcome, ProvisionStatus
 from pecapi.models.enums import MailboxState
-from pecapi.models.mailbox import Mailbox, MailboxRegistration
+from pecapi.models.mailbox import Mailbox
+from pecapi.models.rules import check_mailbox_domain
+from pecapi.provision_input import (
+    InvalidRow,
+    ProvisionRequest,
+    RegistrationsCsv,
+    read_registrations_csv,
+)
 
 if TYPE_CHECKING:
     from pecapi.client import PecClient
@@ -60,40 +71,12 @@ __all__ = [
     "ProvisionOutcome",
     "ProvisionRequest",
     "ProvisionStatus",
+    "RegistrationsCsv",
     "provision",
     "read_registrations_csv",
 ]
 
 logger = logging.getLogger("pecapi")
-
-DOCUMENTS_COLUMN = "documenti"
-
-
-@attrs.frozen
-class ProvisionRequest:
-    """One mailbox to provision: ``ProvisionRequest(registration, documents=[...])``.
-
-    ``documents`` (the signed form and identity document) make the pipeline activate the
-    mailbox after registering it; ``line`` is the input line it came from, if any.
-    """
-
-    registration: MailboxRegistration
-    documents: Documents | None = attrs.field(default=None, kw_only=True)
-    line: int | None = attrs.field(default=None, kw_only=True)
-
-    @property
-    def key(self) -> str:
-        return self.registration.casella_pec.strip().lower()
-
-
-@attrs.frozen(kw_only=True)
-class InvalidRow:
-    """An input row that could not become a request; reported, never sent."""
-
-    line: int
-    error: ValidationError
-    key: str = ""
-
 
 # account states that mean the activation documents were received
 _ACTIVATED = (MailboxState.IN_EVASIONE, MailboxState.EVASA)
@@ -104,9 +87,12 @@ _RESUMED = ("awaiting_activation", "pending")
 class _Run:
     """The state of one provisioning run."""
 
-    def __init__(self, client: PecClient, journal: Journal | None) -> None:
+    def __init__(self, client: PecClient, journal: Journal | None, *, stop_on_credit: bool) -> None:
         self.client = client
         self.journal = journal
+        self.stop_on_credit = stop_on_credit
+        #: the first 402 of a registration (with stop_on_credit): no registration after it
+        self.out_of_credit: InsufficientCreditError | None = None
         self.previous: dict[str, dict[str, Any]] = {}
         self.existing: dict[str, tuple[str, MailboxState | None]] = {}
         self.seen: set[str] = set()
@@ -202,9 +188,28 @@ class _Run:
                 return self._outcome(item, "failed", steps, error=exc)
             steps.append("settled: registered")
             return box
+        except InsufficientCreditError as exc:
+            steps.append(f"register: {type(exc).__name__}")
+            if self.stop_on_credit and self.out_of_credit is None:
+                self.out_of_credit = exc
+                logger.warning(
+                    "provisioning: the wallet cannot pay for a registration (%s); no other "
+                    "registration is sent in this run: top the wallet up and run it again",
+                    exc,
+                )
+            return self._outcome(item, "no_credit", steps, error=exc)
         except PecError as exc:
             steps.append(f"register: {type(exc).__name__}")
             return self._outcome(item, "failed", steps, error=exc)
+
+    def _not_sent(self, item: ProvisionRequest, steps: list[str]) -> ProvisionOutcome | None:
+        """The outcome of a request whose registration is not sent because an earlier one
+        was answered 402; None while registrations may be sent."""
+        if self.out_of_credit is None:
+            return None
+        steps.append(f"not sent: {INSUFFICIENT_CREDIT}")
+        error = NotSentError(INSUFFICIENT_CREDIT, self.out_of_credit)
+        return self._outcome(item, "no_credit", steps, error=error)
 
     def _record(self, outcome: ProvisionOutcome) -> None:
         if self.journal is not None and outcome.status != "skipped":
@@ -230,7 +235,13 @@ class _Run:
             return ProvisionOutcome(
                 key=item.key, status="invalid", line=item.line, error=item.error
             )
-        key, line = item.key, item.line
+        key, line, registration = item.key, item.line, item.registration
+        try:  # register() would refuse it, after the check was sent: send nothing for it
+            check_mailbox_domain(
+                registration.casella_pec, registration.tipo_casella, sandbox=self.client.sandbox
+            )
+        except ValidationError as exc:
+            return ProvisionOutcome(key=key, status="invalid", line=line, error=exc)
         if key in self.seen:
             error = ValidationError("casella_pec", f"{key} appears more than once in the input")
             return ProvisionOutcome(key=key, status="duplicate", line=line, error=error)
@@ -252,6 +263,9 @@ class _Run:
         elif before.get("mailbox_id"):
             steps.append(f"journal: mailbox {before['mailbox_id']} not on the account")
         if mailbox_id is None:
+            # a registration is paid: none after a 402, and no check for one either
+            if (skipped := self._not_sent(item, steps)) is not None:
+                return skipped
             try:
                 available = await self.client.mailboxes.is_available(item.registration.casella_pec)
             except PecError as exc:
@@ -261,6 +275,9 @@ class _Run:
                 steps.append("check: taken")
                 return self._outcome(item, "unavailable", steps)
             steps.append("check: available")
+            # the 402 may have come while this check was in flight
+            if (skipped := self._not_sent(item, steps)) is not None:
+                return skipped
             registered = await self._register(item, steps)
             if isinstance(registered, ProvisionOutcome):
                 return registered
@@ -318,8 +335,15 @@ class Provisioning(Batch[ProvisionRequest | InvalidRow, ProvisionOutcome]):
     """
 
     def __init__(self, run: _Run, *args: Any, **kwargs: Any) -> None:
-        super().__init__(run, *args, **kwargs)
+        # The run stops its own registrations on a 402 (and goes on with what is free);
+        # its calls never raise one, so the batch's own stop would never fire.
+        super().__init__(run, *args, stop_on_insufficient_credit=False, **kwargs)
         self._state = run
+
+    @property
+    def stopped_by(self) -> Exception | None:
+        """The 402 after which the run sent no registration, or None."""
+        return self._state.out_of_credit
 
     async def _run(
         self,
@@ -349,6 +373,7 @@ def provision(
     fsync: bool = False,
     total: int | None = None,
     on_progress: Callable[[BatchProgress], None] | None = None,
+    stop_on_insufficient_credit: bool = True,
 ) -> Provisioning:
     """Provision ``requests``; iterate the batch for each outcome::
 
@@ -359,65 +384,16 @@ def provision(
     When the iteration starts, opens the journal (a path that cannot be written raises
     :class:`~pecapi.errors.ConfigurationError`, nothing sent) and reads it; then lists
     the account's mailboxes (one ``GET /pec``) before the first request.
+
+    After the first registration answered HTTP 402, no other registration is sent: the
+    requests still needing one are ``no_credit`` (``stop_on_insufficient_credit=False``
+    sends each of them, to be answered its own 402 when the wallet cannot pay).
     """
+    if not isinstance(stop_on_insufficient_credit, bool):
+        value = stop_on_insufficient_credit
+        raise ValidationError("stop_on_insufficient_credit", f"must be a bool, not {value!r}")
     book = Journal(journal, fsync=fsync) if journal is not None else None
-    run = _Run(client, book)
+    run = _Run(client, book, stop_on_credit=stop_on_insufficient_credit)
     return Provisioning(
         run, requests, concurrency=concurrency, total=total, on_progress=on_progress
     )
-
-
-# -- CSV input ---------------------------------------------------------------------------
-
-_FIELDS = {f.name: f for f in attrs.fields(MailboxRegistration)}
-_REQUIRED = [name for name, f in _FIELDS.items() if f.default is attrs.NOTHING]
-
-
-def read_registrations_csv(
-    path: str | os.PathLike[str],
-) -> Iterator[ProvisionRequest | InvalidRow]:
-    """Requests from a CSV file whose header names the API's fields (``casella_pec``,
-    ``tipo_casella``, ``tipo_cliente``, ``nome_richiedente``...). An optional
-    ``documenti`` column lists activation documents separated by ``;`` (paths relative
-    to the CSV's folder). A malformed row becomes an :class:`InvalidRow` with its line
-    number and field; an unknown column is an error for the whole file (raised before
-    any row is read). Rows are read lazily.
-    """
-    source = Path(path)
-    with source.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [name.strip() for name in reader.fieldnames or []]
-        unknown = [n for n in header if n not in _FIELDS and n != DOCUMENTS_COLUMN]
-        if unknown:
-            raise ValidationError(unknown[0], f"unknown column in {source.name}")
-        missing = [n for n in _REQUIRED if n not in header]
-        if missing:
-            raise ValidationError(missing[0], f"required column missing in {source.name}")
-        for row in reader:
-            yield _row(reader.line_num, row, source.parent)
-
-
-def _row(line: int, row: dict[str, Any], folder: Path) -> ProvisionRequest | InvalidRow:
-    values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-    key = values.get("casella_pec", "").lower()
-    if None in row:
-        error = ValidationError(None, "more cells than columns")
-        return InvalidRow(line=line, error=error, key=key)
-    for name in _REQUIRED:
-        if not values.get(name):
-            return InvalidRow(line=line, error=ValidationError(name, "is required"), key=key)
-    documents_cell = values.pop(DOCUMENTS_COLUMN, "")
-    fields: dict[str, Any] = {k: v for k, v in values.items() if v != ""}
-    if "autorinnovo" in fields:
-        fields["autorinnovo"] = fields["autorinnovo"].lower() in ("1", "true", "yes", "si", "sì")
-    try:
-        registration = MailboxRegistration(**fields)
-    except ValidationError as exc:
-        return InvalidRow(line=line, error=exc, key=key)
-    documents = [folder / p.strip() for p in documents_cell.split(";") if p.strip()]
-    if documents:
-        try:
-            prepare_documents(documents, DocumentKind.PDF, field=DOCUMENTS_COLUMN)
-        except ValidationError as exc:
-            return InvalidRow(line=line, error=exc, key=key)
-    return ProvisionRequest(registration=registration, documents=documents or None, line=line)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import gc
 import logging
 import traceback
 import warnings
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -121,7 +123,8 @@ async def test_the_token_never_shows(caplog: pytest.LogCaptureFixture) -> None:
             with pytest.raises(AuthenticationError) as denied:
                 await wrong.mailboxes.list()
         texts += ["".join(traceback.format_exception(denied.value)), repr(client), str(client)]
-        texts.append(repr(client._pipeline._token))
+        auth = client._pipeline.auth  # the pipeline's Authorization, and its provider
+        texts += [repr(auth), repr(getattr(auth, "provider", None))]
         texts.append(repr(StaticToken(CANARY)))
     texts += [record.getMessage() for record in caplog.records]
     texts.append(caplog.text)
@@ -154,3 +157,21 @@ async def test_unusable_ids_are_refused_before_sending(
         await client.mailboxes.get(bad)
     assert info.value.field == "id"
     assert emulator.requests == []
+
+
+def test_resources_never_import_the_client() -> None:
+    """Resources get a Requester from the client: no import of pecapi.client (nor of the
+    package, which imports it), not even for type checking."""
+    import pecapi.resources
+
+    folder = Path(pecapi.resources.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                assert module != "pecapi" and not module.startswith("pecapi.client"), path.name

@@ -22,10 +22,11 @@ from pecapi import (
     NotFoundError,
     PecClient,
     RequestOptions,
+    ResponseLimits,
     RetryPolicy,
     ValidationError,
 )
-from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault
+from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, RunningEmulator
 from pecapi.transport import raw as raw_module
 from pecapi.transport.options import PROTECTED_HEADERS
 from pecapi.transport.raw import RawResult, with_raw_response
@@ -308,6 +309,60 @@ async def test_an_answer_that_becomes_a_value_without_decoding_is_reported(
     assert taken
     raw = await with_raw_response(client.mailboxes.is_available("preso@testcert.legalmail.it"))
     assert raw.value is False and raw.status == 406  # the API says "taken" with an error
+
+
+# A renewal's first answer, 200 and committed or not, whose body cannot be read.
+UNREADABLE = {
+    "truncated": Fault.truncated_body(),
+    "undecodable": Fault.malformed_json(),
+    # Not processed: the settling read shows no change, and the renewal is sent again.
+    "too large": Fault.answer(200, b"{" + b" " * 8192 + b"}"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
+async def test_an_answer_whose_body_cannot_be_read_is_reported(
+    pec_server: RunningEmulator, emulator: Emulator, kind: str
+) -> None:
+    box_id = emulator.seed_mailbox("m@testcert.legalmail.it", stato="evasa")
+    emulator.faults.once(UNREADABLE[kind], path="/pec/*/rinnovo")
+    async with PecClient(
+        DEFAULT_TOKEN,
+        sandbox=True,
+        base_url=pec_server.url,
+        retry=RetryPolicy(sleep=no_sleep, settle=0),
+        limits=ResponseLimits(json=4096),
+    ) as client:
+        raw = await with_raw_response(client.mailboxes.renew(box_id))
+    assert isinstance(raw.value, Mailbox) and len(emulator.charges(operation="renewal")) == 1
+    renewals = [r for r in raw.responses if r.operation == "mailboxes.renew"]
+    assert len(renewals) == emulator.count("GET", "/pec/*/rinnovo")  # every answer listed
+    first = renewals[0]
+    assert first.status == 200  # its status and headers, though its body was never read
+    assert first.headers["Content-Type"].startswith("application/json")
+    assert int(first.headers["Content-Length"]) > 0
+
+
+async def test_a_shared_listing_is_in_no_callers_raw_result(
+    client: PecClient, emulator: Emulator
+) -> None:
+    """Registrations settling at once share the account's listing; it is read in a task
+    of its own: no caller's RawResult lists its answer, each lists only its own."""
+    addresses = [f"r{i}@testcert.legalmail.it" for i in range(3)]
+    for _ in addresses:
+        emulator.faults.once(Fault.late(0.1), method="POST", path="/pec")
+    settling = client.with_options(retry=RetryPolicy(settle=1.5, backoff=0.01, backoff_max=0.05))
+    raws = await asyncio.gather(
+        *(with_raw_response(settling.mailboxes.register(make_registration(a))) for a in addresses)
+    )
+    await emulator.drain_late()
+    assert emulator.count("GET", "/pec") >= 1  # the listing was read
+    for address, raw in zip(addresses, raws, strict=True):
+        assert raw.value.casella_pec == address and raw.operation == "mailboxes.get"
+        operations = {r.operation for r in raw.responses}
+        assert operations <= {"mailboxes.register", "mailboxes.is_available", "mailboxes.get"}
+        assert [r.status for r in raw.responses if r.operation == "mailboxes.register"] == [504]
+    assert len(emulator.charges(operation="register")) == len(addresses)
 
 
 async def test_errors_propagate_unchanged(client: PecClient) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from pecapi import (
     BadRequestError,
@@ -20,11 +22,13 @@ from pecapi import (
     NotFoundError,
     PecClient,
     PreconditionRequiredError,
+    RequestOptions,
+    RetryPolicy,
     TipoCasella,
     ValidationError,
 )
-from pecapi.testing import DEFAULT_TOKEN, Emulator
-from tests.conftest import P7M_BYTES, PDF_BYTES
+from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault
+from tests.conftest import P7M_BYTES, PDF_BYTES, make_registration, serve_app
 
 Registration = Callable[..., MailboxRegistration]
 MISSING_ID = "0123456789abcdef01234567"
@@ -294,3 +298,46 @@ async def test_p7m_is_refused_for_activation(client: PecClient, registration: Re
     assert box.id is not None
     with pytest.raises(ValidationError):
         await client.mailboxes.activate(box.id, P7M_BYTES)
+
+
+async def test_the_settling_listing_is_read_with_the_calls_options() -> None:
+    """A registration whose answer was lost finds itself in the account's listing: read
+    with the registration's own options (extra headers and query), never with another
+    call's, even when both settle at once and could share one listing."""
+    emulator = Emulator()
+    listings: list[tuple[str | None, dict[str, str]]] = []
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.method == "GET" and request.path == "/pec":
+            listings.append((request.headers.get("X-Tenant"), dict(request.query)))
+        return await handler(request)
+
+    app = emulator.app()
+    app.middlewares.append(record)
+    addresses = {"acme": "acme@testcert.legalmail.it", "other": "other@testcert.legalmail.it"}
+    for _ in addresses:
+        emulator.faults.once(Fault.late(0.1), method="POST", path="/pec")
+    policy = RetryPolicy(settle=1.5, backoff=0.01, backoff_max=0.05)
+
+    def options(tenant: str) -> RequestOptions:
+        return RequestOptions(extra_headers={"X-Tenant": tenant}, extra_query={"t": tenant})
+
+    async with (
+        serve_app(app) as url,
+        PecClient(DEFAULT_TOKEN, sandbox=True, base_url=url, retry=policy) as client,
+    ):
+        boxes = await asyncio.gather(
+            *(
+                client.mailboxes.register(make_registration(address), options=options(tenant))
+                for tenant, address in addresses.items()
+            )
+        )
+        await emulator.drain_late()
+    assert [box.casella_pec for box in boxes] == list(addresses.values())
+    assert {tenant for tenant, _ in listings} == set(addresses)  # one listing each at least
+    for tenant, query in listings:
+        assert query == {"t": tenant}
+    assert len(emulator.charges(operation="register")) == len(addresses)

@@ -225,8 +225,8 @@ def test_without_rich_json_output_help_and_the_emulator_work(tmp_path: Path) -> 
     proc = _python("-c", CLI, "demo", "--count", "2", "--json", missing=("rich",), stubs=tmp_path)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [e["event"] for e in events] == ["mailbox", "mailbox", "summary"]
-    assert events[-1]["done"] == 2
+    assert [e["event"] for e in events] == ["outcome", "outcome", "summary"]
+    assert events[-1]["complete"] == 2
     for args in (["--help"], ["emulator", "--help"], ["mailboxes", "list", "--help"]):
         proc = _python("-c", CLI, *args, missing=("rich",), stubs=tmp_path)
         assert proc.returncode == 0, (args, proc.stderr)

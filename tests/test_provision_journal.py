@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pecapi import ConfigurationError, OutcomeUnknownError, PecClient, RetryPolicy
+from pecapi import (
+    ConfigurationError,
+    OutcomeUnknownError,
+    PecClient,
+    RetryPolicy,
+    ValidationError,
+)
 from pecapi.cli import main
 from pecapi.cli.exits import ExitCode
 from pecapi.provision import (
@@ -359,3 +365,87 @@ async def test_a_registration_cancelled_in_flight_is_settled_by_the_next_run(
     assert second.steps == ("found on the account: registrata",)
     assert emulator.count("POST", "/pec") == 1
     assert len(emulator.charges(operation="register")) == 1
+
+
+# -- (e) an address of the other environment ---------------------------------------------
+
+
+def _sent_for(emulator: Emulator, local_part: str) -> list[str]:
+    return [f"{r.method} {r.path}" for r in emulator.requests if f"/{local_part}@" in r.path]
+
+
+async def test_an_address_of_the_other_environment_is_invalid_and_never_sent(
+    client: PecClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A sandbox client, a production address: ``invalid`` before any request for it (no
+    ``GET /verifica_pec``, which would answer it is free), in every run (``invalid`` is
+    not complete, so a rerun reads it again, and again sends nothing)."""
+    journal = tmp_path / "run.jsonl"
+    wrong = [
+        ProvisionRequest(make_registration("anna@legalmail.it"), line=2),
+        ProvisionRequest(make_registration("bruno@pecmassiva.com", tipo_casella="PECMASSIVA")),
+        # the sandbox's own domain, but not for this type
+        ProvisionRequest(
+            make_registration("carla@testcert.legalmail.it", tipo_casella="DOMICILIODIGITALE")
+        ),
+    ]
+    for run in range(2):
+        outcomes = await _run(client, [*wrong, _request(0)], journal)
+        assert outcomes[_address(0)].status == ("activated" if run == 0 else "skipped")
+        for name in ("anna", "bruno", "carla"):
+            outcome = next(o for k, o in outcomes.items() if k.startswith(f"{name}@"))
+            assert (outcome.status, outcome.complete, outcome.steps) == ("invalid", False, ())
+            assert isinstance(outcome.error, ValidationError)
+            assert outcome.error.field == "casella_pec"
+            assert "in the sandbox a " in outcome.error.message
+            assert _sent_for(emulator, name) == []
+        assert outcomes["anna@legalmail.it"].line == 2
+        assert "must be @testcert.legalmail.it, not @legalmail.it" in str(
+            outcomes["anna@legalmail.it"].error
+        )
+    records = Journal(journal).load()
+    assert records["anna@legalmail.it"]["status"] == "invalid"
+    assert records["anna@legalmail.it"]["error"]["field"] == "casella_pec"
+    assert emulator.count("GET", "/verifica_pec/*") == 1  # the good request's, once
+    assert [c.operation for c in emulator.ledger] == ["register"]  # the good request only
+
+
+async def test_in_production_a_sandbox_address_is_invalid_and_never_sent(tmp_path: Path) -> None:
+    emulator = Emulator(environment="production")
+    good = ProvisionRequest(make_registration("anna@legalmail.it"), documents=[PDF_BYTES])
+    requests = [
+        ProvisionRequest(make_registration("bruno@testcert.legalmail.it")),
+        # a provider's domain of another mailbox type
+        ProvisionRequest(make_registration("carla@legalmail.it", tipo_casella="DOMICILIODIGITALE")),
+        good,
+    ]
+    async with (
+        emulator.serve() as server,
+        PecClient(DEFAULT_TOKEN, base_url=server.url, retry=RetryPolicy(max_attempts=1)) as client,
+    ):
+        assert client.sandbox is False
+        outcomes = await _run(client, requests, tmp_path / "run.jsonl")
+    assert outcomes["anna@legalmail.it"].status == "activated"
+    bruno, carla = outcomes["bruno@testcert.legalmail.it"], outcomes["carla@legalmail.it"]
+    assert bruno.status == carla.status == "invalid"
+    assert str(bruno.error) == (
+        "casella_pec: @testcert.legalmail.it is a sandbox domain; this client talks to production"
+    )
+    assert "a DOMICILIODIGITALE mailbox must be @domiciliodigitale.com" in str(carla.error)
+    assert _sent_for(emulator, "bruno") == _sent_for(emulator, "carla") == []
+    assert emulator.count("GET", "/verifica_pec/*") == 1
+
+
+async def test_a_wrong_address_twice_is_invalid_twice(
+    client: PecClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Checked before the duplicate check: the same wrong address twice is ``invalid``
+    twice (there is nothing to register twice)."""
+    wrong = ProvisionRequest(make_registration("anna@legalmail.it"))
+    outcomes: list[ProvisionOutcome] = []
+    async with provision(client, [wrong, wrong], journal=tmp_path / "j.jsonl") as run:
+        async for result in run:
+            assert result.value is not None, result.error
+            outcomes.append(result.value)
+    assert [o.status for o in outcomes] == ["invalid", "invalid"]
+    assert _sent_for(emulator, "anna") == []

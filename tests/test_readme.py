@@ -18,6 +18,9 @@ that finds no block: nothing is silently skipped). Then:
   example) pointed at an emulator on loopback;
 - the pytest example runs as a real pytest session in a subprocess, with the README's own
   ``pyproject.toml`` block (``asyncio_mode = "auto"``), and fails without it.
+
+The blocks, the claims and the modules are ``tests/doc_blocks.py``'s, shared with
+``tests/test_docs_examples.py`` (the documentation site's examples).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from aiohttp import ClientSession, web
 from yarl import URL
@@ -54,55 +56,20 @@ from pecapi.testing import (
     make_pdf,
     samples,
 )
+from tests import doc_blocks
 from tests.conftest import make_registration, serve_app, wait_until
+from tests.doc_blocks import Block, Example, Module, blocks_with, check_claims, report
 from tests.test_typing import Errors, mypy_errors, pyright_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 ADDRESS = "mario.rossi@testcert.legalmail.it"
 
-# -- the blocks and the examples ---------------------------------------------------------
-
-_FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]+) *$")
-
-
-@attrs.frozen
-class Block:
-    line: int  # of the opening fence, 1-based
-    lang: str
-    code: str  # dedented (a block in a list item is indented)
+# -- the blocks and the examples (tests/doc_blocks.py) -----------------------------------
 
 
 def readme_blocks() -> list[Block]:
-    lines = README.read_text(encoding="utf-8").splitlines()
-    blocks = []
-    index = 0
-    while index < len(lines):
-        fence = _FENCE.match(lines[index])
-        if fence is None:
-            index += 1
-            continue
-        start, body = index, []
-        index += 1
-        while lines[index].strip() != "```":  # an IndexError: a fence never closed
-            body.append(lines[index])
-            index += 1
-        code = textwrap.dedent("\n".join(body)) + "\n"
-        blocks.append(Block(line=start + 1, lang=fence["lang"], code=code))
-        index += 1
-    return blocks
-
-
-@attrs.frozen
-class Example:
-    """How a README block is checked: ``marker`` is a part of a line of the block and of
-    no other block;
-    ``prelude`` declares (imports, and names with their types, no values) what the block
-    uses without defining; ``wrap`` makes it the body of ``async def example()``."""
-
-    marker: str
-    prelude: str = ""
-    wrap: bool = False
+    return doc_blocks.markdown_blocks("README.md")
 
 
 EXAMPLES: dict[str, Example] = {
@@ -180,11 +147,7 @@ PYTEST_CONFIG_MARKER = 'asyncio_mode = "auto"'
 
 
 def _blocks_with(marker: str, lang: str) -> list[Block]:
-    return [
-        b
-        for b in readme_blocks()
-        if b.lang == lang and any(marker in line for line in b.code.splitlines())
-    ]
+    return blocks_with(readme_blocks(), "README.md", marker, lang)
 
 
 def block_of(name: str) -> Block:
@@ -192,36 +155,13 @@ def block_of(name: str) -> Block:
     return block
 
 
-@attrs.frozen
-class Module:
-    source: str
-    first: int  # the module's line of the block's first line
-    block: Block
-
-    def readme_line(self, line: int) -> str:
-        if line < self.first:
-            return f"prelude line {line}"
-        return f"README.md:{self.block.line + 1 + line - self.first}"
-
-
 def module(name: str) -> Module:
-    example, block = EXAMPLES[name], block_of(name)
-    head = f"# README.md line {block.line}: the {name!r} example\n{example.prelude}"
-    if example.wrap:
-        head += "\n\nasync def example() -> None:\n"
-        body = textwrap.indent(block.code, "    ")
-    else:
-        head += "\n" if example.prelude else ""
-        body = block.code
-    return Module(source=head + body, first=head.count("\n") + 1, block=block)
+    return doc_blocks.module(name, EXAMPLES[name], block_of(name))
 
 
 def run_module(name: str, values: dict[str, Any]) -> dict[str, Any]:
     """Execute the example's module with ``values`` as its declared names; its namespace."""
-    code = module(name)
-    namespace: dict[str, Any] = {"__name__": f"readme_{name}", **values}
-    exec(compile(code.source, f"<README.md: {name}>", "exec"), namespace)
-    return namespace
+    return doc_blocks.run_module(module(name), f"readme_{name}", values)
 
 
 async def run_example(name: str, **values: Any) -> None:
@@ -234,15 +174,7 @@ async def run_example(name: str, **values: Any) -> None:
 
 
 def test_every_python_block_of_the_readme_is_an_example() -> None:
-    blocks = [b for b in readme_blocks() if b.lang == "python"]
-    assert len(blocks) >= len(EXAMPLES)
-    claimed: dict[int, str] = {}
-    for name, example in EXAMPLES.items():
-        found = _blocks_with(example.marker, "python")
-        assert len(found) == 1, f"{name}: {len(found)} README blocks have {example.marker!r}"
-        claimed[found[0].line] = name
-    unclaimed = [b.line for b in blocks if b.line not in claimed]
-    assert not unclaimed, f"README.md python blocks no test runs (lines {unclaimed})"
+    check_claims(EXAMPLES, readme_blocks(), "README")
     assert len(_blocks_with(PYTEST_CONFIG_MARKER, "toml")) == 1
 
 
@@ -260,12 +192,7 @@ def test_the_coverage_check_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _report(errors: Errors, checker: str) -> None:
-    problems = [
-        f"{module(name).readme_line(line)} ({name}): {checker}: {message}"
-        for name, found in errors.items()
-        for line, message in found
-    ]
-    assert not problems, "\n".join(problems)
+    report({f"readme_{name}": module(name) for name in EXAMPLES}, errors, checker)
 
 
 def _sources() -> dict[str, str]:
@@ -273,15 +200,13 @@ def _sources() -> dict[str, str]:
 
 
 def test_the_readme_examples_type_check_under_mypy_strict(tmp_path: Path) -> None:
-    errors = mypy_errors(_sources(), tmp_path)
-    _report({name.removeprefix("readme_"): found for name, found in errors.items()}, "mypy")
+    _report(mypy_errors(_sources(), tmp_path), "mypy")
 
 
 def test_the_readme_examples_type_check_under_pyright(tmp_path: Path) -> None:
     # A wrapped fragment's variables are a function's locals: one the README sets and does
     # not use again (``box = await ...``) would be module-level in the user's code.
-    errors = pyright_errors(_sources(), tmp_path, {"reportUnusedVariable": False})
-    _report({name.removeprefix("readme_"): found for name, found in errors.items()}, "pyright")
+    _report(pyright_errors(_sources(), tmp_path, {"reportUnusedVariable": False}), "pyright")
 
 
 def test_the_old_readme_forms_fail_the_type_check(tmp_path: Path) -> None:

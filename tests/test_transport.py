@@ -24,8 +24,11 @@ from pecapi import (
     ServerError,
     Timeout,
 )
+from pecapi.resources import comunica_pec, domains, mailboxes
 from pecapi.testing import Emulator, Fault, RunningEmulator
+from pecapi.transport.endpoint import PDF_ACCEPT, Answer, Effect, Endpoint
 from pecapi.transport.pipeline import retry_after_seconds
+from pecapi.transport.shared import FreshListing
 from tests.conftest import PDF_BYTES
 
 Registration = Callable[..., MailboxRegistration]
@@ -198,3 +201,52 @@ async def test_many_concurrent_calls(
     )
     assert len({box.id for box in boxes}) == 100
     assert len(emulator.charges(operation="register")) == 100
+
+
+def test_every_endpoint_declares_what_it_answers() -> None:
+    endpoints = (*domains.ENDPOINTS, *mailboxes.ENDPOINTS, *comunica_pec.ENDPOINTS)
+    pdfs = {e.name for e in endpoints if e.answer is Answer.PDF}
+    assert pdfs == {
+        "mailboxes.activation_form",
+        "mailboxes.conservation_form",
+        "comunica_pec.power_of_attorney",
+    }
+    for endpoint in endpoints:
+        if endpoint.answer is Answer.PDF:
+            assert endpoint.decode is None and endpoint.accept == PDF_ACCEPT
+            assert (endpoint.method, endpoint.effect) == ("GET", Effect.READ)
+        else:
+            assert endpoint.decode is not None and endpoint.accept == "application/json"
+    with pytest.raises(TypeError, match="needs its decode"):
+        Endpoint(name="x.get", method="GET", path="/x", effect=Effect.READ)
+    with pytest.raises(TypeError, match="no decode"):
+        Endpoint(
+            name="x.pdf",
+            method="GET",
+            path="/x",
+            effect=Effect.READ,
+            answer=Answer.PDF,
+            decode=lambda reply: b"",
+        )
+
+
+async def test_a_shared_listing_waiter_stops_at_its_deadline_and_the_listing_with_it() -> None:
+    listing: FreshListing[int] = FreshListing()
+    cancelled = asyncio.Event()
+
+    async def never() -> int:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 1
+
+    with pytest.raises(PecTimeoutError, match=r"mailboxes\.list: the deadline has passed"):
+        await listing.newer_than(0.0, "options", never, time_left=0.01, operation="mailboxes.list")
+    await asyncio.wait_for(cancelled.wait(), 10)  # its only waiter left: nothing left running
+
+    async def one() -> int:
+        return 1
+
+    assert await listing.newer_than(0.0, "options", one) == 1  # a new listing, not the failed

@@ -32,6 +32,7 @@ import pytest
 import pecapi
 from pecapi import (
     BatchFailure,
+    BatchSkipped,
     BatchSuccess,
     ComunicaPecSummary,
     Mailbox,
@@ -186,6 +187,7 @@ import pecapi
 from pecapi import (
     BatchFailure,
     BatchResult,
+    BatchSkipped,
     BatchSuccess,
     ComunicaPec,
     Mailbox,
@@ -229,9 +231,16 @@ def narrowing(result: BatchResult[MailboxRegistration, Mailbox]) -> str:
         assert_type(result.value, Mailbox)
     if isinstance(result, BatchFailure):
         assert_type(result.error, Exception)
+    if isinstance(result, BatchSkipped):  # a failure never sent (the batch had stopped)
+        assert_type(result.error, pecapi.NotSentError)
+        assert_type(result.error.cause, "Exception | None")
+        assert_type(result.reason, str)
+        result.value.id  # error
     match result:
         case BatchSuccess(value=box):
             assert_type(box, Mailbox)
+        case BatchSkipped(reason=reason):
+            assert_type(reason, str)
         case BatchFailure(error=error):
             assert_type(error, Exception)
     return result.value.id if result.error is None else str(result.error)
@@ -241,6 +250,9 @@ async def batches(client: PecClient, registrations: list[MailboxRegistration]) -
     async with client.mailboxes.register_many(registrations) as batch:
         async for result in batch:
             assert_type(result, BatchResult[MailboxRegistration, Mailbox])
+    assert_type(batch.stopped_by, "Exception | None")
+    client.map(client.mailboxes.get, ["id"], stop_on_insufficient_credit=False)
+    client.map(client.mailboxes.get, ["id"], stop_on_insufficient_credit="no")  # error
 """,
     "enums": _HEADER
     + """
@@ -461,10 +473,22 @@ async def test_batch_results_are_successes_or_failures(client: PecClient) -> Non
     async def half(n: int) -> int:
         if n % 2:
             raise ValueError(n)
+        if n == 4:
+            raise pecapi.InsufficientCreditError("Insufficient Credit", status=402)
         return n // 2
 
-    results = await client.map(half, range(4)).collect()
-    assert [type(r) for r in results] == [BatchSuccess, BatchFailure, BatchSuccess, BatchFailure]
+    results = await client.map(half, range(7), concurrency=1).collect()
+    assert [type(r) for r in results[:4]] == [
+        BatchSuccess,
+        BatchFailure,
+        BatchSuccess,
+        BatchFailure,
+    ]
+    assert [type(r) for r in results[4:]] == [BatchFailure, BatchSkipped, BatchSkipped]
+    stopped = results[4].error
+    assert [
+        (r.ok, isinstance(r, BatchSkipped) and r.error.cause is stopped) for r in results[5:]
+    ] == [(False, True)] * 2
     ok, failed = results[0], results[1]
     assert (ok.ok, ok.value, ok.error, ok.index, ok.input) == (True, 0, None, 0, 0)
     assert (failed.ok, failed.value, failed.index) == (False, None, 1)
@@ -478,6 +502,10 @@ async def test_batch_results_are_successes_or_failures(client: PecClient) -> Non
         BatchSuccess[int, str],
         BatchFailure[int],
     )
+    skipped = results[5]
+    assert isinstance(skipped, BatchSkipped) and isinstance(skipped, BatchFailure)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        skipped.ok = True  # type: ignore[misc]
 
 
 def test_provision_request_takes_the_registration_positionally(tmp_path: Path) -> None:

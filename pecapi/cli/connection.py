@@ -5,7 +5,9 @@ and the client they configure. For the command table and for tools (``provision`
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,12 +18,20 @@ import attrs
 from pecapi import jsontext
 from pecapi.client import PecClient
 from pecapi.errors import ConfigurationError
+from pecapi.oauth import API_KEY_ENV, EMAIL_ENV, SANDBOX_API_KEY_ENV, OAuthTokenProvider
+from pecapi.oauth_choice import OAUTH_VERSION_ENV, oauth_provider
+from pecapi.oauth_scopes import all_pec_scopes
+from pecapi.oauth_v2 import OAuthV2TokenProvider
 from pecapi.transport.auth import SANDBOX_TOKEN_ENV, TOKEN_ENV
 from pecapi.transport.retry import Attempt, RetryPolicy
 
 __all__ = [
+    "CONCURRENCY",
+    "OAUTH_VERSION_HINT",
     "add_connection_options",
     "client_from_args",
+    "missing_oauth_credentials",
+    "oauth_from_args",
     "positive_int",
     "retry_policy",
     "whole_number",
@@ -42,10 +52,31 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+#: Items at a time in ``provision`` and ``demo``: the library's default (``provision``,
+#: ``Batch``, ``client.map``), so that the command and a script behave alike.
+CONCURRENCY = 50
+
 positive_int = _whole_number(1)
 _non_negative = _whole_number(0)
 #: Any whole number in ASCII digits: the range is the library's to check (exit 5).
 whole_number = _whole_number(-(10**18))
+
+
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds. ``--timeout abc`` and
+    ``--timeout 0`` are both usage errors (exit 2), like any option of the command's
+    own out of its range."""
+    # ASCII digits only: float() would also take "1_0", "nan", "inf" and other scripts'
+    # digits, none of which a person means as a timeout.
+    if not _SECONDS.fullmatch(text.removeprefix("-")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -79,7 +110,7 @@ def add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> Non
     )
     group.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         default=default(None),
         help="total time limit of each request (default 60)",
@@ -124,6 +155,35 @@ def client_from_args(args: argparse.Namespace) -> PecClient:
         kwargs["timeout"] = args.timeout
     kwargs["retry"] = retry_policy(args)
     return PecClient(token, sandbox=args.sandbox, base_url=args.base_url, **kwargs)
+
+
+def missing_oauth_credentials(sandbox: bool) -> list[str]:
+    """The environment variables the account's OAuth credentials need that are unset
+    (empty: the command can read the wallet). Only their presence is looked at here: the
+    values stay in the environment until the provider reads them."""
+    key = SANDBOX_API_KEY_ENV if sandbox else API_KEY_ENV
+    return [name for name in (EMAIL_ENV, key) if not os.environ.get(name, "").strip()]
+
+
+def oauth_from_args(args: argparse.Namespace) -> OAuthTokenProvider | OAuthV2TokenProvider:
+    """An OAuth provider of the account's e-mail and API key from the environment
+    (``OPENAPI_EMAIL``, ``OPENAPI_SANDBOX_API_KEY`` / ``OPENAPI_API_KEY``), of the
+    service ``OPENAPI_OAUTH_VERSION`` names (default v2), at ``--oauth-url`` if given.
+
+    The command uses it to read the wallet (HTTP Basic), which makes no token: the
+    scopes, which every provider must have, are never asked for."""
+    options: dict[str, Any] = {}
+    if getattr(args, "oauth_url", None):
+        options["base_url"] = args.oauth_url
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    return oauth_provider(
+        scopes=all_pec_scopes(sandbox=args.sandbox), sandbox=args.sandbox, **options
+    )
+
+
+#: For the messages that say how to pick the service (v1: accounts made on openapi.it).
+OAUTH_VERSION_HINT = f"{OAUTH_VERSION_ENV}=1 for an account made on openapi.it"
 
 
 def _report_retry(attempt: Attempt) -> None:

@@ -4,7 +4,8 @@ Starts :mod:`pecapi.testing` in-process on loopback, then for each mailbox: chec
 the address is free, registers it, downloads the activation form, activates it with a
 generated PDF, lets the emulated provider process it, and renews it. No account, no
 network. Shows a progress bar on a terminal (plain lines otherwise, JSON lines with
-``--json``) and a summary with the emulator's charge ledger.
+``--json``: :mod:`pecapi.cli.events`) and a summary with the emulator's charge ledger.
+SIGINT or SIGTERM starts no new mailbox and ends with a partial summary.
 """
 
 from __future__ import annotations
@@ -26,30 +27,65 @@ from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import MailboxRegistration
 from pecapi.testing import DEFAULT_TOKEN, Emulator, make_pdf, samples
 
-from .connection import positive_int
-from .exits import ExitCode, error_line
+from . import events
+from .connection import CONCURRENCY, positive_int
+from .exits import ExitCode
 from .output import Output
 from .progress import progress
+from .stopping import Stop
 
 __all__ = ["Outcome", "Summary", "add_parser", "provision", "run"]
 
+COUNT = 300
 DONE = "done"
+UNAVAILABLE = "unavailable"
+FAILED = "failed"
+
+DESCRIPTION = """\
+Provision sandbox mailboxes end to end on an embedded emulator: no account, no network.
+
+Starts the emulator of pecapi.testing in this process, on loopback, then for each
+mailbox: checks that the address is free, registers it, downloads the activation form,
+activates it with a generated PDF, lets the emulated provider process it, and renews
+it. Shows a progress bar on a terminal (plain lines otherwise) and a summary with the
+emulator's charge ledger. Ctrl-C or SIGTERM starts no new mailbox and prints a partial
+summary (exit 130 or 143).
+
+--json prints one JSON line per mailbox ("event": "outcome"), then one with "event":
+"summary"."""
 
 
 def registration(index: int) -> MailboxRegistration:
     return samples.registration(f"demo.user{index:05d}@testcert.legalmail.it")
 
 
+class DemoCheckFailed(Exception):
+    """A step answered, but not as the demo expects (the form is not a PDF...)."""
+
+
 @attrs.frozen
 class Outcome:
-    """What happened to one mailbox: ``outcome`` is "done", "taken" or an error's name."""
+    """What happened to one mailbox: ``status`` is "done", "unavailable" or "failed"
+    (``error`` says why)."""
 
     index: int
     casella_pec: str
-    outcome: str
+    status: str
     id: str | None = None
     stato: str | None = None
-    error: str | None = None
+    error: Exception | None = None
+
+    def event(self) -> dict[str, Any]:
+        """The JSON line of this outcome."""
+        return events.outcome(
+            self.casella_pec,
+            self.status,
+            complete=self.status == DONE,
+            error=self.error,
+            index=self.index,
+            mailbox_id=self.id,
+            stato=self.stato,
+        )
 
 
 async def _provision_one(
@@ -59,21 +95,24 @@ async def _provision_one(
     box_id: str | None = None
     try:
         if not await client.mailboxes.is_available(reg.casella_pec):
-            return Outcome(index, reg.casella_pec, "taken")
+            return Outcome(index, reg.casella_pec, UNAVAILABLE)
         box = await client.mailboxes.register(reg)
         box_id = box.id
         assert box_id is not None
         form = await client.mailboxes.activation_form(box_id)
         if not form.startswith(b"%PDF-"):
-            return Outcome(index, reg.casella_pec, "bad form", box_id)
+            bad = DemoCheckFailed("the activation form is not a PDF")
+            return Outcome(index, reg.casella_pec, FAILED, box_id, error=bad)
         await client.mailboxes.activate(box_id, [document, document])  # form + identity
         emulator.complete_activation(box_id)  # the provider checks the documents
         box = await client.mailboxes.renew(box_id)
     except PecError as exc:
-        return Outcome(index, reg.casella_pec, type(exc).__name__, box_id, error=error_line(exc))
+        return Outcome(index, reg.casella_pec, FAILED, box_id, error=exc)
     stato = box.stato.value if box.stato is not None else None
-    outcome = DONE if box.stato is MailboxState.EVASA else f"stato {stato}"
-    return Outcome(index, reg.casella_pec, outcome, box_id, stato)
+    if box.stato is MailboxState.EVASA:
+        return Outcome(index, reg.casella_pec, DONE, box_id, stato)
+    late = DemoCheckFailed(f"the mailbox ended in state {stato}, not evasa")
+    return Outcome(index, reg.casella_pec, FAILED, box_id, stato, error=late)
 
 
 @attrs.frozen
@@ -92,9 +131,21 @@ class Summary:
     def done(self) -> int:
         return self.outcomes.get(DONE, 0)
 
+    @property
+    def remaining(self) -> int:
+        """Mailboxes never started (a signal stopped the demo)."""
+        return self.count - sum(self.outcomes.values())
 
-async def provision(count: int, concurrency: int, on_outcome: Callable[[Outcome], None]) -> Summary:
-    """Provision ``count`` mailboxes on a fresh in-process emulator; ``on_outcome`` each."""
+
+async def provision(
+    count: int,
+    concurrency: int,
+    on_outcome: Callable[[Outcome], None],
+    *,
+    stop: Stop | None = None,
+) -> Summary:
+    """Provision ``count`` mailboxes on a fresh in-process emulator; ``on_outcome`` each.
+    Once ``stop`` is requested, no new mailbox is started."""
     credit = Decimal(100 * count)
     emulator = Emulator(seed=1, credit=credit)
     document = make_pdf("signed activation form", ["pecapi demo"])
@@ -108,8 +159,10 @@ async def provision(count: int, concurrency: int, on_outcome: Callable[[Outcome]
 
         async def one(index: int) -> None:
             async with limit:
+                if stop is not None and stop.requested:
+                    return  # not started: counted as remaining
                 outcome = await _provision_one(client, emulator, index, document)
-            outcomes[outcome.outcome] += 1
+            outcomes[outcome.status] += 1
             on_outcome(outcome)
 
         await asyncio.gather(*(one(i) for i in range(count)))
@@ -136,26 +189,27 @@ async def provision(count: int, concurrency: int, on_outcome: Callable[[Outcome]
 # -- presentation ------------------------------------------------------------------------
 
 
-def _summary_json(summary: Summary) -> dict[str, Any]:
-    return {
-        "event": "summary",
-        "count": summary.count,
-        "done": summary.done,
-        "outcomes": summary.outcomes,
-        "charges": {
+def _summary_json(summary: Summary, stop: Stop, code: int) -> dict[str, Any]:
+    return events.summary(
+        total=summary.count,
+        statuses=summary.outcomes,
+        complete=summary.done,
+        interrupted=stop.signal,
+        exit_code=code,
+        charges={
             op: {"count": e["count"], "amount": f"{e['amount']:.2f}"}
             for op, e in summary.charges.items()
         },
-        "total_charged": f"{summary.total_charged:.2f}",
-        "wallet_before": f"{summary.wallet_before:.2f}",
-        "wallet_after": f"{summary.wallet_after:.2f}",
-        "requests": summary.requests,
-        "mailboxes_on_account": summary.mailboxes_on_account,
-        "seconds": round(summary.seconds, 3),
-    }
+        total_charged=f"{summary.total_charged:.2f}",
+        wallet_before=f"{summary.wallet_before:.2f}",
+        wallet_after=f"{summary.wallet_after:.2f}",
+        requests=summary.requests,
+        mailboxes_on_account=summary.mailboxes_on_account,
+        seconds=round(summary.seconds, 3),
+    )
 
 
-def _print_summary(out: Output, summary: Summary) -> None:
+def _print_summary(out: Output, summary: Summary, stop: Stop) -> None:
     from rich import box  # the cli extra: Output already required it for people
     from rich.table import Table
     from rich.text import Text
@@ -167,7 +221,9 @@ def _print_summary(out: Output, summary: Summary) -> None:
         f"{summary.seconds:.2f} s ({rate:.0f}/s), {summary.requests} requests, "
         f"{summary.mailboxes_on_account} mailboxes on the account"
     )
-    outcomes = Table("outcome", "mailboxes", box=box.SIMPLE_HEAD, title="outcomes")
+    if stop.requested:
+        out.line(f"stopped by {stop.signal}: {summary.remaining} mailboxes not started")
+    outcomes = Table("status", "mailboxes", box=box.SIMPLE_HEAD, title="outcomes")
     for name, n in sorted(summary.outcomes.items()):
         outcomes.add_row(Text(name), str(n))
     console.print(outcomes)
@@ -182,50 +238,90 @@ def _print_summary(out: Output, summary: Summary) -> None:
     out.line(f"wallet: {summary.wallet_before:.2f} -> {summary.wallet_after:.2f} EUR")
 
 
+def _exit_code(summary: Summary, stop: Stop) -> int:
+    if stop.requested:
+        return stop.exit_code
+    return ExitCode.OK if summary.done == summary.count else ExitCode.FAILURE
+
+
 async def run(count: int, concurrency: int, out: Output) -> int:
     """The demo, shown on ``out``; exit code 0 when every mailbox was provisioned."""
-    if out.json_mode:
-        summary = await provision(
-            count, concurrency, lambda o: out.json({"event": "mailbox", **attrs.asdict(o)})
-        )
-        out.json(_summary_json(summary))
-        return ExitCode.OK if summary.done == count else ExitCode.FAILURE
+    result: list[Summary] = []
+    seen: Counter[str] = Counter()  # for the summary of a demo cancelled in flight
 
-    out.line(
-        f"pecapi demo: provisioning {count} sandbox mailboxes on the embedded emulator, "
-        f"{concurrency} at a time"
-    )
+    def stopping(name: str) -> None:
+        if not out.json_mode:
+            print(f"pecapi: {name}: finishing the mailboxes in flight, starting no new one",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    stop = Stop(stopping)
     failures = 0
 
     def report_failure(outcome: Outcome) -> None:
         nonlocal failures
-        if outcome.outcome != DONE:
+        if outcome.status != DONE:
             failures += 1
             if failures <= 10:
-                detail = outcome.error or outcome.outcome
+                detail = str(outcome.error) if outcome.error else outcome.status
                 print(f"  {outcome.casella_pec}: {detail}", file=sys.stderr, flush=True)
 
-    with progress(out, "mailboxes", count) as advance:
+    if not out.json_mode:
+        out.line(
+            f"pecapi demo: provisioning {count} sandbox mailboxes on the embedded emulator, "
+            f"{concurrency} at a time"
+        )
+    with progress(out, "mailboxes", None if out.json_mode else count) as advance:
 
         def on_outcome(outcome: Outcome) -> None:
-            report_failure(outcome)
-            advance(outcome.outcome != DONE)
+            seen[outcome.status] += 1
+            if out.json_mode:
+                out.json(outcome.event())
+            else:
+                report_failure(outcome)
+                advance(outcome.status != DONE)
 
-        summary = await provision(count, concurrency, on_outcome)
-    _print_summary(out, summary)
-    return ExitCode.OK if summary.done == count else ExitCode.FAILURE
+        async def work() -> None:
+            result.append(await provision(count, concurrency, on_outcome, stop=stop))
+
+        await stop.run(work())
+    code: int
+    if not result:  # a second signal cancelled it: counts, but no ledger to show
+        code = stop.exit_code
+        if out.json_mode:
+            out.json(events.summary(total=count, statuses=seen, complete=seen[DONE],
+                                    interrupted=stop.signal, exit_code=code))  # fmt: skip
+        else:
+            out.line(
+                f"cancelled by {stop.signal}: {seen[DONE]} done, "
+                f"{sum(seen.values()) - seen[DONE]} not done, "
+                f"{count - sum(seen.values())} not finished of {count}"
+            )
+        return code
+    code = _exit_code(result[0], stop)
+    if out.json_mode:
+        out.json(_summary_json(result[0], stop, code))
+    else:
+        _print_summary(out, result[0], stop)
+    return code
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="provision sandbox mailboxes end to end on the embedded emulator",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--count", type=positive_int, default=300, help="mailboxes (default 300)")
     parser.add_argument(
-        "--concurrency", type=positive_int, default=50, help="at a time (default 50)"
+        "--count", type=positive_int, default=COUNT, metavar="N",
+        help=f"mailboxes (default {COUNT})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=CONCURRENCY,
+        metavar="N",
+        help=f"mailboxes at a time (default {CONCURRENCY})",
     )
     parser.add_argument(
         "--json",

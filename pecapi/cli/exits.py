@@ -15,7 +15,14 @@ from pecapi.errors import (
     ValidationError,
 )
 
-__all__ = ["ExitCode", "InputFileError", "error_line", "exit_code_for"]
+__all__ = [
+    "ExitCode",
+    "InputFileError",
+    "UsageError",
+    "error_line",
+    "error_text",
+    "exit_code_for",
+]
 
 
 class ExitCode(enum.IntEnum):
@@ -23,13 +30,15 @@ class ExitCode(enum.IntEnum):
 
     OK = 0
     FAILURE = 1  # anything else (e.g. the demo finished with failed mailboxes)
-    USAGE = 2  # bad command line: unknown command or flag, missing argument, not a number
+    USAGE = 2  # bad command line: unknown command or flag, missing argument, an option of
+    # the command's own that is not a number or out of range (--timeout 0, --retries -1)
     API_ERROR = 3  # the API answered with an error (HTTP status and API code on stderr)
     TRANSPORT_ERROR = 4  # no usable answer (refused, lost, timeout, garbage) or outcome unknown
     INVALID_INPUT = 5  # a value the API would refuse, found before sending: nothing was sent
     CONFIGURATION = 6  # no token (or the token service refused the credentials), unreadable
     # --token-file, refused --base-url: nothing sent
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2, what a shell reports for it
+    TERMINATED = 143  # SIGTERM (e.g. `kill`, a container stopping): 128 + 15
 
 
 class InputFileError(Exception):
@@ -42,8 +51,23 @@ class InputFileError(Exception):
         self.reason = reason
         self.code = code
 
-    def line(self) -> str:
-        return "pecapi: " + _one_line(str(self))
+    def text(self) -> str:
+        return _one_line(str(self))
+
+
+class UsageError(Exception):
+    """A bad command line (argparse's ``error``): raised, not printed, so that ``main``
+    prints it as text (argparse's usage and message) or, under ``--json``, as JSON."""
+
+    def __init__(self, usage: str, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.prog = prog
+        self.message = message
+
+    def text(self) -> str:
+        """What argparse itself would print."""
+        return f"{self.usage}{self.prog}: error: {self.message}\n"
 
 
 def exit_code_for(exc: PecError) -> ExitCode:
@@ -68,6 +92,11 @@ def _one_line(text: str) -> str:
 
 def error_line(exc: PecError) -> str:
     """The single line shown on stderr for ``exc`` (never carries the token)."""
+    return "pecapi: " + error_text(exc)
+
+
+def error_text(exc: PecError) -> str:
+    """What went wrong and what to do, in one line (the ``message`` of a JSON error)."""
     if isinstance(exc, PecApiError):
         code = f", code {exc.code}" if exc.code is not None else ""
         where = f" ({exc.method} {exc.url})" if exc.method else ""
@@ -90,4 +119,4 @@ def error_line(exc: PecError) -> str:
         text = f"configuration error, nothing sent: {exc}"
     else:
         text = f"error: {exc}"
-    return "pecapi: " + _one_line(text)
+    return _one_line(text)

@@ -1,9 +1,10 @@
 """How results are shown: JSON for scripts, rich tables for people.
 
-JSON uses the API's own field names and value forms: enums as their values, dates as
-``dd/mm/yyyy`` (as the API writes them), timestamps as unix seconds, and the fields the
-schema does not know (a model's ``extra``) merged back into their object, so a JSON
-document shows what the API said. Human output renders the same data as tables, with
+JSON is the library's own (:func:`pecapi.to_json`): the API's field names and value
+forms, enums as their values, dates as ``dd/mm/yyyy`` (as the API writes them),
+timestamps as unix seconds, unset fields left out, and the fields the schema does not
+know (a model's ``extra``) merged back into their object, so a JSON document shows what
+the API said. Human output renders the same data as tables, with
 timestamps as UTC date-times; nothing in it is read as rich markup.
 
 rich (the ``cli`` extra) is imported only when a table, a line or a progress bar is
@@ -19,12 +20,12 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
 from pecapi.errors import ConfigurationError
+from pecapi.jsonio import JSON_MODELS, to_json
 from pecapi.models.wire import format_date, from_unix
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ __all__ = [
     "Availability",
     "Download",
     "Output",
-    "to_json",
+    "json_value",
 ]
 
 #: Why the command stops when it must show tables and rich is not installed.
@@ -78,34 +79,24 @@ class Download:
     bytes: int
 
 
-def to_json(value: Any) -> Any:
-    """``value`` (models, lists, enums, dates...) as plain JSON-serialisable data."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value.value if isinstance(value, enum.Enum) else value
+def json_value(value: Any) -> Any:
+    """``value`` as plain JSON-ready data: a model in the API's own form by the public
+    :func:`pecapi.to_json` (one converter for the library and the command), lists and
+    mappings item by item, the command's own records (:class:`Availability`,
+    :class:`Download`) field by field."""
+    if type(value) in JSON_MODELS:
+        return to_json(value)
     if isinstance(value, enum.Enum):
-        return to_json(value.value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
+        return value.value
+    if attrs.has(type(value)):
+        return {f.name: json_value(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(item) for item in value]
     if isinstance(value, dt.date):
         return format_date(value)
-    if isinstance(value, Path):
-        return str(value)
-    if attrs.has(type(value)):
-        out: dict[str, Any] = {}
-        for field in attrs.fields(type(value)):
-            if field.name != "extra":
-                out[field.name] = to_json(getattr(value, field.name))
-        extra = getattr(value, "extra", None)
-        if isinstance(extra, Mapping):
-            out.update((str(k), to_json(v)) for k, v in extra.items())
-        return out
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(item) for item in value]
-    if isinstance(value, (bytes, bytearray)):
-        return f"<{len(value)} bytes>"
-    return str(value)
+    return value
 
 
 # -- human output ------------------------------------------------------------------------
@@ -135,7 +126,7 @@ def _scalar(name: str, value: Any) -> str:
     if isinstance(value, int) and (name in _TIMESTAMP_FIELDS or name == "timestamp"):
         return _when(value)
     if isinstance(value, (Mapping, list)):
-        return json.dumps(to_json(value), ensure_ascii=False)
+        return json.dumps(json_value(value), ensure_ascii=False)
     return str(value)
 
 
@@ -239,7 +230,7 @@ class Output:
 
     def json(self, value: Any) -> None:
         """One JSON document (or one JSON line of a stream)."""
-        self.stdout.write(json.dumps(to_json(value), ensure_ascii=False) + "\n")
+        self.stdout.write(json.dumps(json_value(value), ensure_ascii=False) + "\n")
         self.stdout.flush()
 
     def result(self, value: Any, *, title: str | None = None) -> None:

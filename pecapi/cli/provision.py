@@ -1,128 +1,228 @@
-"""``pecapi provision FILE.csv``: check, register and activate every row, resumably.
-
-The CSV's header names the API's fields (casella_pec, tipo_casella, tipo_cliente,
-nome_richiedente, ...), plus an optional ``documenti`` column of activation PDFs
-separated by ``;`` (paths relative to the CSV). Each outcome goes to the journal as it
-arrives; running the same command again skips what is done, activates what was only
-registered, and retries what failed, never registering a mailbox twice. A malformed
-row is reported with its line number and field and skipped.
-"""
+"""``pecapi provision FILE.csv``: check, register and activate every row, resumably."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
+import shlex
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from pecapi.provision import STATUSES, ProvisionOutcome, provision, read_registrations_csv
+from pecapi.provision import ProvisionOutcome, provision
 
-from .connection import add_connection_options, client_from_args, positive_int
-from .exits import ExitCode, InputFileError
+from . import dry_run, events
+from .connection import CONCURRENCY, add_connection_options, client_from_args, positive_int
+from .csvinput import delimiter, read_csv
+from .exits import ExitCode, UsageError
 from .output import Output
 from .progress import progress
+from .stopping import Stop
 
 __all__ = ["add_parser"]
 
+DESCRIPTION = """\
+Check, register and activate every row of a CSV file, resumably.
 
-def _rows(path: Path, name: str) -> int:
-    """How many rows follow the header, or an InputFileError naming ``name``.
+The header names the API's fields (casella_pec, tipo_casella, tipo_cliente,
+nome_richiedente, ...), plus an optional 'documenti' column of activation PDFs separated
+by ';' (paths relative to the CSV). Cells are separated by ',' ';' tab or '|': the
+header tells which (or give --delimiter); a UTF-8 byte order mark, as Excel writes it,
+is fine. The whole file is checked before anything is sent. A malformed row (a bad
+value, too few or too many cells, an address of the wrong environment) is reported
+with its line and skipped, nothing sent for it.
 
-    The whole file is read before anything is sent: a file that turns out unreadable
-    halfway would otherwise stop the run after some mailboxes were registered and paid.
-    """
-    try:
-        with path.open("rb") as fh:
-            # counted as csv.DictReader yields them: a quoted cell may span lines
-            return max(0, sum(1 for row in csv.reader(_utf8_lines(fh, name)) if row) - 1)
-    except OSError as exc:
-        raise InputFileError(name, exc.strerror or str(exc)) from None
-    except csv.Error as exc:
-        raise InputFileError(name, f"not a readable CSV file: {exc}") from None
+Each outcome goes to the journal as it arrives; the same command again skips what is
+done, activates what was only registered and retries what failed, never registering a
+mailbox twice. Ctrl-C or SIGTERM starts no new row, lets those in flight finish, and
+prints what is left and the command to resume (exit 130 or 143); a second signal
+cancels those in flight.
+
+--dry-run reads and checks the whole file and the journal as a run would, and prints
+what the run would register and activate, per mailbox type, and what it would cost
+with your price list (--prices: a JSON or CSV file; pecapi has no prices of its own),
+against the wallet when OPENAPI_EMAIL and OPENAPI_SANDBOX_API_KEY (OPENAPI_API_KEY in
+production) are set: the wallet is read from the OAuth service (v2, or v1 with
+OPENAPI_OAUTH_VERSION=1), and nothing else is sent, no token needed. It exits 0 when
+the wallet can pay or its credit is unknown, 1 when it cannot pay.
+
+--json prints one JSON line per row ("event": "outcome"), then one with "event":
+"summary" (with --dry-run: one "event": "estimate"); an error is one JSON object on
+stderr ("event": "error")."""
 
 
-def _utf8_lines(fh: IO[bytes], name: str) -> Iterator[str]:
-    # decoded line by line (a newline byte is never inside a UTF-8 character) to say where
-    for number, raw in enumerate(fh, 1):
-        try:
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError:
-            reason = f"line {number} is not UTF-8 text: save the file as UTF-8"
-            raise InputFileError(name, reason) from None
+def _resume_command(args: argparse.Namespace) -> str:
+    argv = getattr(args, "argv", None)
+    return shlex.join(["pecapi", *(sys.argv[1:] if argv is None else argv)])
 
 
-def _record(outcome: ProvisionOutcome) -> dict[str, Any]:
+def _outcome_event(outcome: ProvisionOutcome) -> dict[str, Any]:
+    # The journal's record (every field of the outcome, whatever its status) as the
+    # stream's outcome line; the error with the details of events.error_details.
     record = outcome.record()
     record.pop("at", None)
-    return record
+    for name in ("event", "key", "status", "complete", "error"):
+        record.pop(name, None)
+    return events.outcome(
+        outcome.key, outcome.status, complete=outcome.complete, error=outcome.error, **record
+    )
+
+
+def _problem(outcome: ProvisionOutcome, record: dict[str, Any]) -> str | None:
+    """What to tell a person about an incomplete outcome (its error, or its reason)."""
+    if outcome.error is not None:
+        return str(outcome.error)
+    reason = record.get("reason")
+    return str(reason) if reason else None
 
 
 async def run(args: argparse.Namespace, out: Output) -> int:
     source = Path(args.file)
-    total = _rows(source, args.file)
-    requests = read_registrations_csv(source)  # lazily; a bad header raises at once
-    first = next(requests, None)
     journal = Path(args.journal) if args.journal else source.with_suffix(".journal.jsonl")
+    if args.dry_run:
+        return await dry_run.run(args, out, journal)
+    table = read_csv(source, args.file, args.delimiter)  # whole, checked: nothing sent yet
+    total = len(table.rows)
     statuses: Counter[str] = Counter()
+    complete = 0
+
+    def stopping(name: str) -> None:
+        if not out.json_mode:
+            print(
+                f"pecapi: {name}: finishing the rows in flight, starting no new one "
+                "(again to cancel them)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    stop = Stop(stopping)
 
     def items() -> Any:
-        if first is not None:
-            yield first
-            yield from requests
+        for item in table.requests():
+            if stop.requested:
+                return  # the batch starts no new row; those in flight finish
+            yield item
 
-    async with client_from_args(args) as client:
-        batch = provision(
-            client, items(), concurrency=args.concurrency, journal=journal, total=total
-        )
-        with progress(out, "rows", None if out.json_mode else total) as advance:
-            async with batch:
-                async for result in batch:
-                    outcome = result.value
-                    if outcome is None:  # a bug, not an API failure: shown, counted
-                        statuses["error"] += 1
-                        print(f"pecapi: {result.error!r}", file=sys.stderr)
-                        continue
-                    statuses[outcome.status] += 1
-                    if out.json_mode:
-                        out.json(_record(outcome))
-                    else:
-                        advance(not outcome.complete)
-                        if not outcome.complete and outcome.error is not None:
-                            where = f"line {outcome.line}: " if outcome.line else ""
-                            print(
-                                f"  {where}{outcome.key}: {outcome.status}: {outcome.error}",
-                                file=sys.stderr,
-                            )
-    incomplete = sum(n for status, n in statuses.items() if not STATUSES.get(status, False))
-    if out.json_mode:
-        out.json({"event": "summary", "statuses": dict(statuses), "journal": str(journal)})
+    async def work() -> None:
+        nonlocal complete
+        async with client_from_args(args) as client:
+            batch = provision(
+                client, items(), concurrency=args.concurrency, journal=journal, total=total
+            )
+            with progress(out, "rows", None if out.json_mode else total) as advance:
+                async with batch:
+                    async for result in batch:
+                        found = result.value
+                        if found is None:  # a bug, not an API failure: shown, counted
+                            statuses["error"] += 1
+                            if out.json_mode:
+                                key = getattr(result.input, "key", "")
+                                out.json(events.outcome(key, "error", complete=False,
+                                                        error=result.error))  # fmt: skip
+                            else:
+                                print(f"pecapi: {result.error!r}", file=sys.stderr)
+                            continue
+                        statuses[found.status] += 1
+                        complete += found.complete
+                        if out.json_mode:
+                            out.json(_outcome_event(found))
+                            continue
+                        advance(not found.complete)
+                        problem = _problem(found, found.record())
+                        if not found.complete and problem:
+                            where = f"line {found.line}: " if found.line else ""
+                            print(f"  {where}{found.key}: {found.status}: {problem}",
+                                  file=sys.stderr)  # fmt: skip
+
+    await stop.run(work())
+    finished = sum(statuses.values())
+    incomplete = finished - complete
+    if stop.requested:
+        code = stop.exit_code
     else:
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
-        out.line(f"{sum(statuses.values())} rows: {counts or 'none'}")
-        out.line(f"journal: {journal}" + (" (run again to retry)" if incomplete else ""))
-    return ExitCode.OK if incomplete == 0 else ExitCode.FAILURE
+        code = ExitCode.OK if incomplete == 0 else ExitCode.FAILURE
+    left = incomplete > 0 or finished < total
+    resume = _resume_command(args) if left else None
+    if out.json_mode:
+        out.json(
+            events.summary(
+                total=total,
+                statuses=statuses,
+                complete=complete,
+                interrupted=stop.signal,
+                exit_code=code,
+                journal=str(journal),
+                resume=resume,
+            )
+        )
+        return code
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    out.line(f"{finished} rows: {counts or 'none'}")
+    if stop.requested:
+        how = "cancelled in flight" if stop.forced else "stopped"
+        out.line(
+            f"{how} by {stop.signal}: {complete} done, {incomplete} not done, "
+            f"{total - finished} not started of {total}"
+        )
+    out.line(f"journal: {journal}")
+    if resume is not None:
+        out.line(f"run again to resume: {resume}")
+    return code
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "provision",
         help="register (and activate) every mailbox of a CSV file, resumably",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE.csv", help="the registrations")
     parser.add_argument(
         "--journal", metavar="FILE.jsonl", help="the journal (default: FILE.journal.jsonl)"
     )
-    parser.add_argument("--concurrency", type=positive_int, default=20, help="at a time (20)")
+    parser.add_argument(
+        "--delimiter",
+        type=delimiter,
+        metavar="SEP",
+        help="the cells' separator: ',' ';' tab or '|' (default: found from the header)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=CONCURRENCY,
+        metavar="N",
+        help=f"rows at a time (default {CONCURRENCY})",
+    )
+    estimate = parser.add_argument_group("dry run")
+    estimate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: print what the run would do and cost, and whether the "
+        "wallet can pay (exit 1 when it cannot)",
+    )
+    estimate.add_argument(
+        "--prices",
+        metavar="PRICES.json|csv",
+        help="your prices in EUR, for --dry-run's total (without it: counts only)",
+    )
+    estimate.add_argument(
+        "--oauth-url",
+        metavar="URL",
+        help="for --dry-run: another address of the OAuth service that shows the wallet, "
+        "e.g. a local emulator (default: Openapi's, v2 or v1)",
+    )
     add_connection_options(parser, top=False)
+
+    def handle(args: argparse.Namespace) -> int:
+        for flag in ("prices", "oauth_url"):
+            if getattr(args, flag) is not None and not args.dry_run:
+                option = "--" + flag.replace("_", "-")
+                raise UsageError(
+                    parser.format_usage(), parser.prog, f"{option} goes with --dry-run"
+                )
+        out = Output(json_mode=args.json)
+        return asyncio.run(run(args, out))
+
     parser.set_defaults(handler=handle)
-
-
-def handle(args: argparse.Namespace) -> int:
-    out = Output(json_mode=args.json)
-    return asyncio.run(run(args, out))

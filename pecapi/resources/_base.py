@@ -1,49 +1,47 @@
-"""What every resource namespace shares: a reference to its client and one way to call."""
+"""What every resource namespace shares: its client's requester, and the client's
+``sandbox`` flag and ``map`` (batches). Resources never see the client itself."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
+from pecapi.batch import Batch, BatchProgress
 from pecapi.errors import ValidationError
 from pecapi.models.converter import structure
-from pecapi.transport.endpoint import Endpoint, Reply
-from pecapi.transport.exchange import no_body
-from pecapi.transport.options import RequestOptions
-from pecapi.transport.pipeline import BodyFactory
-from pecapi.transport.retry import Reconciler
+from pecapi.transport.endpoint import Reply
+from pecapi.transport.requester import Requester
 
-if TYPE_CHECKING:
-    from pecapi.client import PecClient
-
-__all__ = ["Resource", "list_of", "object_of"]
+__all__ = ["Mapper", "Resource", "list_of", "object_of"]
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 (the input type)
+R = TypeVar("R")
+
+
+class Mapper(Protocol):
+    """``PecClient.map``, as resources use it (``register_many``)."""
+
+    def __call__(
+        self,
+        fn: Callable[[I], Awaitable[R]],
+        inputs: Iterable[I] | AsyncIterable[I],
+        *,
+        concurrency: int = ...,
+        on_progress: Callable[[BatchProgress], None] | None = ...,
+    ) -> Batch[I, R]: ...
 
 
 class Resource:
-    """A namespace of operations (``client.mailboxes``...) bound to one client."""
+    """A namespace of operations (``client.mailboxes``...) bound to one client's
+    :class:`~pecapi.transport.requester.Requester`."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_map", "_requester", "_sandbox")
 
-    def __init__(self, client: PecClient) -> None:
-        self._client = client
-
-    async def _call(
-        self,
-        endpoint: Endpoint[T],
-        *,
-        params: Mapping[str, str] | None = None,
-        query: Mapping[str, str] | None = None,
-        body: BodyFactory = no_body,
-        options: RequestOptions | None = None,
-        reconciler: Reconciler[T] | None = None,
-        target: str | None = None,
-    ) -> T:
-        exchange = self._client._exchange(
-            endpoint, params=params, query=query, body=body, options=options
-        )
-        return cast(T, await self._client._pipeline.call(exchange, reconciler, target=target))
+    def __init__(self, requester: Requester, *, sandbox: bool, map: Mapper) -> None:
+        self._requester = requester
+        self._sandbox = sandbox
+        self._map = map
 
 
 def object_of(cls: type[T]) -> Any:

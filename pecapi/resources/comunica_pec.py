@@ -12,10 +12,10 @@ from pecapi.models.converter import unstructure
 from pecapi.models.enums import ComunicaPecState
 from pecapi.resources._base import Resource, list_of, object_of
 from pecapi.resources.reconcile import NewItem, ReadBack
-from pecapi.transport.download import Destination, download_pdf
-from pecapi.transport.endpoint import PDF_ACCEPT, Effect, Endpoint
+from pecapi.transport.download import Destination
+from pecapi.transport.endpoint import Effect, Endpoint, pdf_endpoint
+from pecapi.transport.exchange import json_body
 from pecapi.transport.options import RequestOptions
-from pecapi.transport.pipeline import json_body
 
 __all__ = ["ComunicaPecRequests"]
 
@@ -48,13 +48,8 @@ UPLOAD_DOCUMENTS = Endpoint(
     effect=Effect.WRITE,
     decode=object_of(ComunicaPec),
 )
-POWER_OF_ATTORNEY: Endpoint[bytes] = Endpoint(
-    name="comunica_pec.power_of_attorney",
-    method="GET",
-    path="/comunica_pec/{id}/procura_registro_imprese",
-    effect=Effect.READ,
-    decode=lambda reply: b"",
-    accept=PDF_ACCEPT,
+POWER_OF_ATTORNEY = pdf_endpoint(
+    name="comunica_pec.power_of_attorney", path="/comunica_pec/{id}/procura_registro_imprese"
 )
 ENDPOINTS = (LIST, CREATE, GET, UPLOAD_DOCUMENTS, POWER_OF_ATTORNEY)
 _UPLOADED = (ComunicaPecState.DOCUMENTI_CARICATI, ComunicaPecState.COMUNICAZIONE_EVASA)
@@ -71,7 +66,7 @@ class ComunicaPecRequests(Resource):
 
     async def list(self, *, options: RequestOptions | None = None) -> list[ComunicaPecSummary]:
         """``GET /comunica_pec``: every request of the account (``[]`` when there is none)."""
-        return await self._call(LIST, options=options)
+        return await self._requester.call(LIST, options=options)
 
     async def create(
         self, request: ComunicaPecRequest, *, options: RequestOptions | None = None
@@ -91,7 +86,7 @@ class ComunicaPecRequests(Resource):
         async def fetch(id: str) -> ComunicaPec:
             return await self.get(id, options=options)
 
-        return await self._call(
+        return await self._requester.call(
             CREATE,
             body=json_body(unstructure(request)),
             options=options,
@@ -101,7 +96,7 @@ class ComunicaPecRequests(Resource):
 
     async def get(self, id: str, *, options: RequestOptions | None = None) -> ComunicaPec:
         """``GET /comunica_pec/{id}``: one request."""
-        return await self._call(GET, params={"id": id}, options=options)
+        return await self._requester.call(GET, params={"id": id}, options=options)
 
     async def upload_documents(
         self, id: str, documenti: Documents, *, options: RequestOptions | None = None
@@ -112,7 +107,7 @@ class ComunicaPecRequests(Resource):
         async def fetch() -> ComunicaPec:
             return await self.get(id, options=options)
 
-        return await self._call(
+        return await self._requester.call(
             UPLOAD_DOCUMENTS,
             params={"id": id},
             body=docs.body,
@@ -132,5 +127,6 @@ class ComunicaPecRequests(Resource):
         self, id: str, dest: Destination | None = None, *, options: RequestOptions | None = None
     ) -> bytes | Path:
         """``GET /comunica_pec/{id}/procura_registro_imprese``: the form to sign (PDF)."""
-        exchange = self._client._exchange(POWER_OF_ATTORNEY, params={"id": id}, options=options)
-        return await download_pdf(self._client._pipeline, exchange, dest)
+        return await self._requester.download(
+            POWER_OF_ATTORNEY, dest, params={"id": id}, options=options
+        )

@@ -35,4 +35,6 @@ class Domains(Resource):
     async def check(self, dominio: str, *, options: RequestOptions | None = None) -> DomainCheck:
         """``GET /domini_pec/{dominio}``: is ``dominio`` a certified (PEC) domain?"""
         require_id(dominio, "dominio")
-        return await self._call(CHECK, params={"dominio": dominio.strip()}, options=options)
+        return await self._requester.call(
+            CHECK, params={"dominio": dominio.strip()}, options=options
+        )

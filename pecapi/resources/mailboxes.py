@@ -25,7 +25,6 @@ from pecapi.models.rules import check_mailbox_domain
 from pecapi.models.wire import require_address
 from pecapi.resources._base import Resource, list_of, object_of, require_id
 from pecapi.resources.reconcile import (
-    FreshListing,
     ReadBack,
     SpaceTargets,
     count_users,
@@ -35,10 +34,10 @@ from pecapi.resources.reconcile import (
     is_activated,
     is_revoked,
 )
-from pecapi.transport.download import Destination, download_pdf
-from pecapi.transport.endpoint import PDF_ACCEPT, Effect, Endpoint, Reply
+from pecapi.transport.download import Destination
+from pecapi.transport.endpoint import Effect, Endpoint, Reply, pdf_endpoint
+from pecapi.transport.exchange import encode_json, json_body
 from pecapi.transport.options import RequestOptions
-from pecapi.transport.pipeline import encode_json, json_body
 
 __all__ = ["Mailboxes"]
 
@@ -87,21 +86,11 @@ CHANGE_TYPE = _mailbox_endpoint(
 )
 RENEW = _mailbox_endpoint("mailboxes.renew", "GET", "/pec/{id}/rinnovo", Effect.PAID)
 ADD_USER = _mailbox_endpoint("mailboxes.add_user", "POST", "/pec/{id}/multiutenza", Effect.PAID)
-ACTIVATION_FORM: Endpoint[bytes] = Endpoint(
-    name="mailboxes.activation_form",
-    method="GET",
-    path="/pec/{id}/modulo_attivazione",
-    effect=Effect.READ,
-    decode=lambda reply: b"",
-    accept=PDF_ACCEPT,
+ACTIVATION_FORM = pdf_endpoint(
+    name="mailboxes.activation_form", path="/pec/{id}/modulo_attivazione"
 )
-CONSERVATION_FORM: Endpoint[bytes] = Endpoint(
-    name="mailboxes.conservation_form",
-    method="GET",
-    path="/pec/{id}/modulo_conservazione",
-    effect=Effect.READ,
-    decode=lambda reply: b"",
-    accept=PDF_ACCEPT,
+CONSERVATION_FORM = pdf_endpoint(
+    name="mailboxes.conservation_form", path="/pec/{id}/modulo_conservazione"
 )
 
 ENDPOINTS = (
@@ -130,13 +119,6 @@ class Mailboxes(Resource):
 
     __slots__ = ()
 
-    def _listing(self) -> FreshListing[list[MailboxSummary]]:
-        shared = self._client._pipeline.shared
-        if "mailboxes.list" not in shared:
-            shared["mailboxes.list"] = FreshListing(self.list)
-        listing: FreshListing[list[MailboxSummary]] = shared["mailboxes.list"]
-        return listing
-
     def _read_back(
         self,
         id: str,
@@ -158,7 +140,7 @@ class Mailboxes(Resource):
         """
         require_address(require_id(pec, "pec"), "pec")
         try:
-            return await self._call(IS_AVAILABLE, params={"pec": pec}, options=options)
+            return await self._requester.call(IS_AVAILABLE, params={"pec": pec}, options=options)
         except NotAcceptableError as exc:
             if exc.code == CODE_NOT_AVAILABLE or "not available" in (exc.api_message or ""):
                 return False
@@ -166,7 +148,7 @@ class Mailboxes(Resource):
 
     async def list(self, *, options: RequestOptions | None = None) -> list[MailboxSummary]:
         """``GET /pec``: every mailbox of the account (``[]`` when there is none)."""
-        return await self._call(LIST, options=options)
+        return await self._requester.call(LIST, options=options)
 
     async def register(
         self, registration: MailboxRegistration, *, options: RequestOptions | None = None
@@ -175,7 +157,7 @@ class Mailboxes(Resource):
         if not isinstance(registration, MailboxRegistration):
             raise ValidationError(None, "registration must be a pecapi.MailboxRegistration")
         check_mailbox_domain(
-            registration.casella_pec, registration.tipo_casella, sandbox=self._client.sandbox
+            registration.casella_pec, registration.tipo_casella, sandbox=self._sandbox
         )
         body = json_body(unstructure(registration))
         address = registration.casella_pec.lower()
@@ -186,13 +168,16 @@ class Mailboxes(Resource):
             failed_at = time.monotonic()
             if await self.is_available(registration.casella_pec, options=options):
                 return None
-            for item in await self._listing().newer_than(failed_at):
+            # One listing shared by the registrations settling at once (with equal
+            # options): read after this one failed, with this call's options.
+            listing = await self._requester.shared_read(LIST, newer_than=failed_at, options=options)
+            for item in listing:
                 same = (item.casella_pec or "").lower() == address
                 if same and item.id and item.stato is MailboxState.REGISTRATA:
                     return await self.get(item.id, options=options)
             return None
 
-        return await self._call(
+        return await self._requester.call(
             REGISTER,
             body=body,
             options=options,
@@ -214,17 +199,15 @@ class Mailboxes(Resource):
         async def one(registration: MailboxRegistration) -> Mailbox:
             return await self.register(registration, options=options)
 
-        return self._client.map(
-            one, registrations, concurrency=concurrency, on_progress=on_progress
-        )
+        return self._map(one, registrations, concurrency=concurrency, on_progress=on_progress)
 
     async def get(self, id: str, *, options: RequestOptions | None = None) -> Mailbox:
         """``GET /pec/{id}``: one mailbox with all its details."""
-        return await self._call(GET, params={"id": id}, options=options)
+        return await self._requester.call(GET, params={"id": id}, options=options)
 
     async def revoke(self, id: str, *, options: RequestOptions | None = None) -> Mailbox:
         """``DELETE /pec/{id}``: revoke an active mailbox."""
-        return await self._call(
+        return await self._requester.call(
             REVOKE,
             params={"id": id},
             options=options,
@@ -240,7 +223,7 @@ class Mailboxes(Resource):
         checked to be PDFs before anything is sent and streamed from disk.
         """
         docs = prepare_documents(documenti, DocumentKind.PDF)
-        return await self._call(
+        return await self._requester.call(
             ACTIVATE,
             params={"id": id},
             body=docs.body,
@@ -267,7 +250,7 @@ class Mailboxes(Resource):
             spazio_conservazione=spazio_conservazione,
         )
         targets = SpaceTargets(change, lambda: self.get(id, options=options))
-        return await self._call(
+        return await self._requester.call(
             CHANGE_SPACE,
             params={"id": id},
             body=lambda: encode_json(targets.body()),
@@ -295,7 +278,7 @@ class Mailboxes(Resource):
                 spazio_conservazione, "spazio_conservazione", CONSERVATION_UNIT
             )
         docs = prepare_documents(documenti, DocumentKind.PDF)
-        return await self._call(
+        return await self._requester.call(
             ACTIVATE_CONSERVATION,
             params={"id": id},
             body=lambda: docs.body(extra),
@@ -320,7 +303,7 @@ class Mailboxes(Resource):
                 "tipo_casella", f"{tipo.value} is not a target: use STANDARD, BRONZE, SILVER, GOLD"
             )
         body = json_body({"tipo_casella": tipo.value})
-        return await self._call(
+        return await self._requester.call(
             CHANGE_TYPE,
             params={"id": id},
             body=body,
@@ -334,7 +317,7 @@ class Mailboxes(Resource):
         """``GET /pec/{id}/rinnovo``: renew (or re-activate) for ``anni`` years (paid)."""
         if isinstance(anni, bool) or not isinstance(anni, int) or anni < 1:
             raise ValidationError("anni", f"must be a whole number of years >= 1, not {anni!r}")
-        return await self._call(
+        return await self._requester.call(
             RENEW,
             params={"id": id},
             query={"anni": str(anni)},
@@ -353,7 +336,7 @@ class Mailboxes(Resource):
         def same_user(box: Mailbox) -> int:
             return count_users(box, user.nome, user.cognome, user.email_gestione_password)
 
-        return await self._call(
+        return await self._requester.call(
             ADD_USER,
             params={"id": id},
             body=body,
@@ -378,8 +361,9 @@ class Mailboxes(Resource):
 
         Its bytes, or with ``dest`` the path it was streamed to.
         """
-        exchange = self._client._exchange(ACTIVATION_FORM, params={"id": id}, options=options)
-        return await download_pdf(self._client._pipeline, exchange, dest)
+        return await self._requester.download(
+            ACTIVATION_FORM, dest, params={"id": id}, options=options
+        )
 
     @overload
     async def conservation_form(
@@ -393,5 +377,6 @@ class Mailboxes(Resource):
         self, id: str, dest: Destination | None = None, *, options: RequestOptions | None = None
     ) -> bytes | Path:
         """``GET /pec/{id}/modulo_conservazione``: the conservation form (PDF)."""
-        exchange = self._client._exchange(CONSERVATION_FORM, params={"id": id}, options=options)
-        return await download_pdf(self._client._pipeline, exchange, dest)
+        return await self._requester.download(
+            CONSERVATION_FORM, dest, params={"id": id}, options=options
+        )

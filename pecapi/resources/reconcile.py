@@ -2,20 +2,19 @@
 
 One rule per operation (the README has the table). A reconciler is built per call; its
 ``prepare`` runs before the first attempt, ``check`` after an attempt whose outcome is
-unknown.
+unknown. The listing a registration reads is shared by the registrations settling at
+once: ``Requester.shared_read`` (pecapi/transport/shared.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import Mailbox, SpaceChange
 
-__all__ = ["FreshListing", "NewItem", "ReadBack", "SpaceTargets", "count_users", "expiry"]
+__all__ = ["NewItem", "ReadBack", "SpaceTargets", "count_users", "expiry"]
 
 T = TypeVar("T")
 
@@ -67,60 +66,6 @@ class NewItem(Generic[T]):
     async def check(self) -> T | None:
         new = sorted(await self._list_ids() - self.before)
         return await self._get(new[0]) if new else None
-
-
-class FreshListing(Generic[T]):
-    """One listing shared by concurrent reconciliations.
-
-    A reconciliation needs a listing taken after its own write failed; a listing that
-    started at or after that moment answers every such request, so a batch with many
-    dropped registrations lists the account a few times, not once per registration.
-    The listing runs as its own task, shielded from any one waiter's cancellation, and
-    is cancelled when its last waiter is: nothing is left running behind a cancelled
-    batch.
-    """
-
-    def __init__(self, fetch: Callable[[], Awaitable[T]]) -> None:
-        self._fetch = fetch
-        self._current: _Listing[T] | None = None
-
-    async def newer_than(self, moment: float) -> T:
-        current = self._current
-        if current is None or current.started < moment or _failed(current.task):
-            current = _Listing(asyncio.ensure_future(self._fetch()))
-            self._current = current
-        current.waiters += 1
-        try:
-            return await asyncio.shield(current.task)
-        except asyncio.CancelledError:
-            if current.waiters == 1 and not current.task.done():
-                current.task.cancel()
-                if self._current is current:
-                    self._current = None  # nobody joins a listing that is being cancelled
-            raise
-        finally:
-            current.waiters -= 1
-
-
-class _Listing(Generic[T]):
-    __slots__ = ("started", "task", "waiters")
-
-    def __init__(self, task: asyncio.Future[T]) -> None:
-        self.started = time.monotonic()
-        self.task = task
-        self.waiters = 0
-        # Its error reaches the waiters through the shield; a listing whose waiters were
-        # all cancelled must not log "exception was never retrieved".
-        task.add_done_callback(_retrieve)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _failed(future: asyncio.Future[Any]) -> bool:
-    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def expiry(box: Mailbox) -> int:

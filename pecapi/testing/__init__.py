@@ -20,6 +20,7 @@ from .faults import TRANSIENT_FAULTS, Fault, FaultPlan, FaultRule
 from .late import LateCommits
 from .ledger import DEFAULT_REGISTER_PRICES, Charge, PriceList, RequestRecord
 from .oauth import IssuedToken, OAuthEmulator, RunningOAuth
+from .oauth_v2 import IssuedTokenV2, OAuthV2Emulator, RunningOAuthV2
 from .pdf import make_pdf
 from .rules import DEFAULT_SPACES
 
@@ -40,11 +41,14 @@ __all__ = [
     "FaultPlan",
     "FaultRule",
     "IssuedToken",
+    "IssuedTokenV2",
     "LateCommits",
     "OAuthEmulator",
+    "OAuthV2Emulator",
     "PriceList",
     "RequestRecord",
     "RunningEmulator",
     "RunningOAuth",
+    "RunningOAuthV2",
     "make_pdf",
 ]

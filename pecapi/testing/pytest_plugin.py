@@ -13,7 +13,10 @@ name them in the top-level ``conftest.py``, which is harmless where it is on::
   loopback port for the duration of the test (async fixture, function-scoped loop);
 - ``pec_oauth_server``: a :class:`~pecapi.testing.RunningOAuth` serving an
   :class:`~pecapi.testing.OAuthEmulator` that issues tokens for ``pec_emulator``
-  (account ``mail@domain.com`` / ``pecapi-emulator-api-key``).
+  (account ``mail@domain.com`` / ``pecapi-emulator-api-key``);
+- ``pec_oauthv2_server``: a :class:`~pecapi.testing.RunningOAuthV2` serving an
+  :class:`~pecapi.testing.OAuthV2Emulator` (the v2 token service, refresh tokens and
+  wallet) for ``pec_emulator``, with the same account.
 
 Since pytest loads this module in every run of a project where pecapi is installed, it
 imports the emulator only when a test asks for a fixture, and without pytest-asyncio the
@@ -42,8 +45,9 @@ except ImportError:
 if TYPE_CHECKING:
     from .emulator import Emulator, RunningEmulator
     from .oauth import RunningOAuth
+    from .oauth_v2 import RunningOAuthV2
 
-__all__ = ["pec_emulator", "pec_oauth_server", "pec_server"]
+__all__ = ["pec_emulator", "pec_oauth_server", "pec_oauthv2_server", "pec_server"]
 
 #: What a test asking for an async fixture is told when pytest-asyncio is not installed.
 NO_PYTEST_ASYNCIO = "{} needs pytest-asyncio: pip install 'pecapi[testing]'"
@@ -83,4 +87,13 @@ async def pec_oauth_server(pec_emulator: Emulator) -> AsyncIterator[RunningOAuth
     from .oauth import OAuthEmulator
 
     async with OAuthEmulator(pec_emulator).serve() as running:
+        yield running
+
+
+@_async_fixture
+async def pec_oauthv2_server(pec_emulator: Emulator) -> AsyncIterator[RunningOAuthV2]:
+    """An OAuth v2 emulator issuing tokens for ``pec_emulator``, served while the test runs."""
+    from .oauth_v2 import OAuthV2Emulator
+
+    async with OAuthV2Emulator(pec_emulator).serve() as running:
         yield running

@@ -163,9 +163,12 @@ def _finish(exchange: Exchange, raw: RawResponse, limits: ResponseLimits, result
 def _structure(
     exchange: Exchange, raw: RawResponse, data: Any, message: str | None, code: int | None
 ) -> Any:
+    decode = exchange.endpoint.decode
+    if decode is None:  # a PDF endpoint: the pipeline reads those with download.PdfReader
+        return _Unexpected(f"{exchange.endpoint} answers a PDF, not a JSON envelope")
     reply = Reply(status=raw.status, data=data, message=message, code=code, params=exchange.params)
     try:
-        return exchange.endpoint.decode(reply)
+        return decode(reply)
     except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
         # RecursionError: data nested just under the parser's limit can still be too deep
         # for the models' structuring.

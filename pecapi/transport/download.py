@@ -1,4 +1,6 @@
-"""PDF downloads (the forms), streamed to a file in chunks when a destination is given."""
+"""The reader of PDF answers (the forms): how the pipeline reads an endpoint whose
+``answer`` is :attr:`Answer.PDF <pecapi.transport.endpoint.Answer.PDF>`. The document is
+returned as bytes, or streamed to a file in chunks when a destination is given."""
 
 from __future__ import annotations
 
@@ -12,24 +14,16 @@ import aiohttp
 
 from pecapi.errors import ResponseDecodeError, ValidationError
 from pecapi.jsontext import JsonError, loads
-from pecapi.transport.limits import LimitedBody, read_error_body
-from pecapi.transport.pipeline import Exchange, Pipeline, RawResponse, api_error
+from pecapi.transport.decode import api_error
+from pecapi.transport.exchange import Exchange, RawResponse
+from pecapi.transport.limits import LimitedBody, ResponseLimits, read_error_body
 
-__all__ = ["Destination", "download_pdf"]
+__all__ = ["Destination", "PdfReader"]
 
 Destination = str | os.PathLike[str]
 
 _PDF_MAGIC = b"%PDF-"
 _MAGIC_WITHIN = 1024
-
-
-class _Failed:
-    """A non-200 answer, read (boundedly) so it can become a typed error."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: RawResponse) -> None:
-        self.raw = raw
 
 
 def _check_destination(dest: Destination | None) -> None:
@@ -44,17 +38,28 @@ def _check_destination(dest: Destination | None) -> None:
         raise ValidationError("dest", f"the folder of {os.fspath(dest)!r} does not exist")
 
 
-async def download_pdf(
-    pipeline: Pipeline, exchange: Exchange, dest: Destination | None
-) -> bytes | Path:
-    """GET a PDF: its bytes when ``dest`` is None, else the path (or file) written."""
-    _check_destination(dest)
-    limits = pipeline.limits
+class PdfReader:
+    """Reads the PDF answers of one call: :meth:`read` each attempt's response (the
+    document, or a failed answer read boundedly), :meth:`finish` it into the result or
+    the typed error. ``dest`` None: the document's bytes (``ResponseLimits.form``); else
+    the path it was written to (``ResponseLimits.form_to_file``). A bad ``dest`` is
+    refused here, before anything is sent."""
 
-    async def read(response: aiohttp.ClientResponse) -> bytes | Path | _Failed:
+    __slots__ = ("_dest", "_exchange", "_limits")
+
+    def __init__(
+        self, exchange: Exchange, limits: ResponseLimits, dest: Destination | None
+    ) -> None:
+        _check_destination(dest)
+        self._exchange = exchange
+        self._limits = limits
+        self._dest = dest
+
+    async def read(self, response: aiohttp.ClientResponse) -> bytes | Path | RawResponse:
+        limits, dest = self._limits, self._dest
         if response.status != 200:
             body = await read_error_body(response, limits)
-            return _Failed(RawResponse(response.status, dict(response.headers), body))
+            return RawResponse(response.status, dict(response.headers), body)
         if dest is None:
             limit, setting = limits.form, "ResponseLimits.form"
         else:
@@ -65,8 +70,8 @@ async def download_pdf(
             rest = await stream.head(limits.error_body - len(first))
             raise ResponseDecodeError(
                 "expected a PDF",
-                method=exchange.method,
-                url=exchange.url,
+                method=self._exchange.method,
+                url=self._exchange.url,
                 status=response.status,
                 headers=dict(response.headers),
                 body=(first + rest)[: limits.error_body],
@@ -75,12 +80,10 @@ async def download_pdf(
             return await stream.read(first)
         return await _to_path(Path(dest), first, stream)
 
-    def finish(result: bytes | Path | _Failed) -> bytes | Path:
-        if isinstance(result, _Failed):
-            raise _form_error(exchange, result.raw)
+    def finish(self, result: bytes | Path | RawResponse) -> bytes | Path:
+        if isinstance(result, RawResponse):
+            raise _form_error(self._exchange, result)
         return result
-
-    return await pipeline.send(exchange, read, finish)
 
 
 async def _to_path(path: Path, first: bytes, stream: LimitedBody) -> Path:

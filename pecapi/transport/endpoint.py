@@ -13,7 +13,7 @@ from yarl import URL
 
 from pecapi.errors import ValidationError
 
-__all__ = ["PDF_ACCEPT", "Effect", "Endpoint", "Reply", "build_url"]
+__all__ = ["PDF_ACCEPT", "Answer", "Effect", "Endpoint", "Reply", "build_url", "pdf_endpoint"]
 
 T = TypeVar("T")
 
@@ -43,23 +43,52 @@ class Reply:
     params: Mapping[str, str]
 
 
+class Answer(enum.Enum):
+    """What an operation answers when it succeeds, and so how the pipeline reads it."""
+
+    #: The API's JSON envelope ``{data, success, message, error}``: the endpoint's
+    #: ``decode`` makes the call's value of its ``Reply``.
+    ENVELOPE = "envelope"
+    #: A PDF document (the forms), read as a stream (``transport/download.py``): the
+    #: call's value is its bytes, or the file it was written to.
+    PDF = "pdf"
+
+
+_ACCEPT = {Answer.ENVELOPE: "application/json", Answer.PDF: PDF_ACCEPT}
+
+
+def _default_accept(endpoint: Endpoint[Any]) -> str:
+    return _ACCEPT[endpoint.answer]
+
+
 @attrs.frozen(kw_only=True)
 class Endpoint(Generic[T]):
-    """One operation of the API: method, path template, effect and how to read the answer.
+    """One operation of the API: method, path template, effect and what it answers.
 
-    ``empty_when`` lists (HTTP status, API code) pairs that the API uses to say "nothing
-    here" (e.g. GET /pec answering 404/200 for an account with no mailboxes): they are
-    decoded as a reply with ``data=None`` instead of raising. ``accept`` is the
-    ``Accept`` header: the content types the operation's answers have in the spec.
+    ``answer`` says what a success is (:class:`Answer`): a JSON envelope, made the
+    call's value by ``decode`` (required), or a PDF document (no ``decode``: the value is
+    the document, ``T`` is ``bytes``). ``empty_when`` lists (HTTP status, API code) pairs
+    that the API uses to say "nothing here" (e.g. GET /pec answering 404/200 for an
+    account with no mailboxes): they are decoded as a reply with ``data=None`` instead
+    of raising. ``accept`` is the ``Accept`` header: the content types the operation's
+    answers have in the spec (by default, those of its ``answer``).
     """
 
     name: str
     method: str
     path: str
     effect: Effect
-    decode: Callable[[Reply], T]
+    answer: Answer = Answer.ENVELOPE
+    decode: Callable[[Reply], T] | None = None
     empty_when: frozenset[tuple[int, int]] = frozenset()
-    accept: str = "application/json"
+    accept: str = attrs.field(default=attrs.Factory(_default_accept, takes_self=True))
+
+    def __attrs_post_init__(self) -> None:
+        # Declarations are module constants: a wrong one fails at import, in every test.
+        if self.answer is Answer.ENVELOPE and self.decode is None:
+            raise TypeError(f"{self.name}: a JSON envelope needs its decode")
+        if self.answer is Answer.PDF and (self.decode is not None or self.empty_when):
+            raise TypeError(f"{self.name}: a PDF answer has no decode nor empty_when")
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -67,6 +96,11 @@ class Endpoint(Generic[T]):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
+
+
+def pdf_endpoint(*, name: str, path: str) -> Endpoint[bytes]:
+    """A ``GET`` (a read) whose answer is a PDF document."""
+    return Endpoint(name=name, method="GET", path=path, effect=Effect.READ, answer=Answer.PDF)
 
 
 def encode_segment(value: object, name: str) -> str:

@@ -30,11 +30,13 @@ def request_query(
 
 
 def request_headers(
-    token: Secret, exchange: Exchange, content_type: str | None = None
+    authorization: Secret, exchange: Exchange, content_type: str | None = None
 ) -> dict[str, str]:
-    """The headers of one attempt. ``extra_headers`` were checked when the options were
-    made (RequestOptions refuses the protected ones); pecapi's own are still set after
-    them, so that no path could let a caller's value replace the credential.
+    """The headers of one attempt; ``authorization`` is the whole ``Authorization`` value
+    (``Bearer ...``, ``Basic ...``: see :class:`~pecapi.transport.auth.Auth`).
+    ``extra_headers`` were checked when the options were made (RequestOptions refuses
+    the protected ones); pecapi's own are still set after them, so that no path could
+    let a caller's value replace the credential.
     ``content_type``: the body's, set explicitly, since a session passed in by the user
     may carry a default ``Content-Type`` or skip the payload's."""
     headers = {"Accept": exchange.endpoint.accept}
@@ -46,7 +48,7 @@ def request_headers(
             if name.lower() == "accept":
                 del headers["Accept"]
             headers[name] = value
-    headers["Authorization"] = "Bearer " + token.reveal()
+    headers["Authorization"] = authorization.reveal()
     headers["Accept-Encoding"] = ACCEPT_ENCODING  # only what the readers can inflate
     if content_type is not None:
         headers["Content-Type"] = content_type

@@ -22,24 +22,20 @@ import aiohttp
 from aiohttp.payload import BytesPayload, Payload
 from yarl import URL
 
-from pecapi import __version__
+from pecapi._version import __version__
 from pecapi.closing import check_loop
 from pecapi.errors import (
     AuthenticationError,
     ClientClosedError,
     ConfigurationError,
-    EventLoopError,
-    PecApiError,
     PecError,
-    ScrubbedCause,
-    TokenError,
-    TransportError,
     safe_url,
 )
 from pecapi.secret import Secret
-from pecapi.transport.auth import TokenProvider
+from pecapi.transport.auth import Auth, TokenProvider, bearer_auth
 from pecapi.transport.decode import api_error, decode_reply, retry_after_seconds
-from pecapi.transport.endpoint import Effect, Endpoint, build_url
+from pecapi.transport.download import Destination, PdfReader
+from pecapi.transport.endpoint import Answer, Effect, Endpoint, build_url
 from pecapi.transport.exchange import (
     BodyFactory,
     Exchange,
@@ -55,8 +51,9 @@ from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
 from pecapi.transport.raw import answered, decoded
 from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
+from pecapi.transport.shared import SharedReads
 from pecapi.transport.throttle import Throttle
-from pecapi.transport.transport_errors import raise_unchained, transport_error
+from pecapi.transport.transport_errors import ErrorWording, raise_unchained, transport_error
 
 __all__ = [
     "BodyFactory",
@@ -75,28 +72,44 @@ R = TypeVar("R")
 
 logger = logging.getLogger("pecapi")
 
+#: The User-Agent of every request pecapi sends, to the PEC API and to the token service.
 USER_AGENT = (
     f"pecapi/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
 
 DEFAULT_RETRY = RetryPolicy()
 
+#: How the PEC API's pipeline words its errors (the token service's: oauth_service.py).
+PEC_API = ErrorWording()
+
 
 class Pipeline:
-    """Sends exchanges over one lazily created aiohttp session."""
+    """Sends exchanges over one lazily created aiohttp session.
+
+    ``auth`` authenticates every attempt (an exchange may bring its own: ``send(...,
+    auth=)``); ``token=`` is the PEC API's shorthand for ``auth=bearer_auth(token)``.
+    ``wording`` names the service and the pipeline's holder in its errors.
+    """
 
     def __init__(
         self,
         *,
         base_url: URL,
-        token: TokenProvider,
+        token: TokenProvider | None = None,
+        auth: Auth | None = None,
         session: aiohttp.ClientSession | None = None,
         throttle: Throttle | None = None,
         defaults: RequestOptions | None = None,
         limits: ResponseLimits | None = None,
+        wording: ErrorWording = PEC_API,
     ) -> None:
+        if auth is None and token is not None:
+            auth = bearer_auth(token)
+        elif auth is None or token is not None:
+            raise ConfigurationError("a Pipeline needs exactly one of token= and auth=")
+        self.auth: Auth = auth
         self.base_url = base_url
-        self._token = token
+        self.wording = wording
         self._session = session
         self._owns_session = session is None
         self.throttle = throttle or Throttle(100)
@@ -108,8 +121,9 @@ class Pipeline:
         # chunk of a gzip bomb, measured on 3.12.2). Hence ``auto_decompress=False`` and
         # an ``Accept-Encoding`` of only what limits.py inflates, in ``attempt``.
         self._read_answer = _read_all(self.limits)
-        # State the resources share across every copy of a client (with_options).
-        self.shared: dict[str, Any] = {}
+        # The reads concurrent reconciliations share, across every copy of a client
+        # (with_options): see shared.py.
+        self.reads = SharedReads()
         # Writes whose outcome is not settled yet, and one paid write per target at once.
         self.pending = PendingBook()
         self.locks = TargetLocks()
@@ -126,7 +140,7 @@ class Pipeline:
 
     def session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise ClientClosedError("this PecClient is closed; create a new one")
+            raise ClientClosedError(f"this {self.wording.owner} is closed; create a new one")
         if self._session is None:
             # Created here, not in __init__, so that it binds to the loop that uses it.
             # Sized to the throttle: a request past the gate never waits for a connection.
@@ -140,7 +154,7 @@ class Pipeline:
             _disable_silent_resend(session)  # before it is kept: never used unguarded
             self._session = session
         else:
-            check_loop(self._session, "PecClient")
+            check_loop(self._session, self.wording.owner)
         return self._session
 
     async def aclose(self) -> None:
@@ -162,9 +176,12 @@ class Pipeline:
         body: BodyFactory = no_body,
         options: RequestOptions | None = None,
     ) -> Exchange:
+        """The exchange of one call. ``options`` are its effective options, merged once
+        over its client's defaults by the :class:`~pecapi.transport.requester.Requester`
+        (not merged again here); None: this pipeline's ``defaults``."""
         params = params or {}
         url = build_url(self.base_url, endpoint, params)
-        merged = options.merged_over(self.defaults) if options is not None else self.defaults
+        merged = options if options is not None else self.defaults
         query = request_query(query, merged.extra_query)
         if query:
             url = url.with_query(query)
@@ -178,8 +195,17 @@ class Pipeline:
         reconciler: Reconciler[Any] | None = None,
         *,
         target: str | None = None,
+        dest: Destination | None = None,
     ) -> Any:
-        """Send ``exchange`` and decode its JSON envelope with the endpoint's ``decode``."""
+        """Send ``exchange`` and read its answer as its endpoint declares (``answer``):
+        a JSON envelope decoded with the endpoint's ``decode``, or a PDF document,
+        streamed by a :class:`~pecapi.transport.download.PdfReader` (its bytes, or with
+        ``dest`` the path written)."""
+        if exchange.endpoint.answer is Answer.PDF:
+            reader = PdfReader(exchange, self.limits, dest)  # refuses a bad dest: not sent
+            return await self.send(exchange, reader.read, reader.finish, reconciler, target=target)
+        if dest is not None:
+            raise ConfigurationError(f"{exchange.endpoint.name} answers JSON, not a document")
         return await self.send(
             exchange,
             self._read_answer,
@@ -196,41 +222,36 @@ class Pipeline:
         reconciler: Reconciler[T] | None = None,
         *,
         target: str | None = None,
+        auth: Auth | None = None,
     ) -> T:
         """Run ``exchange`` under its retry policy: each attempt sends, ``read``s the
         response and ``finish``es it into the result (raising the typed API errors).
 
         A write holds its ``target``'s lock (by default the endpoint's object, e.g.
-        ``pec/<id>``) for the whole call, settling included.
+        ``pec/<id>``) for the whole call, settling included. ``auth`` replaces the
+        pipeline's authentication for this call (a refresh token as ``Bearer``).
         """
         endpoint = exchange.endpoint
         policy = exchange.options.retry or DEFAULT_RETRY
+        authenticator = self.auth if auth is None else auth
 
         async def once(time_left: float | None) -> T:
-            # ``token`` is a Secret: this frame is in the traceback of every error below.
-            token = await self._get_token()
+            # ``sent`` is a Secret: this frame is in the traceback of every error below.
+            # Asked for as its own step: whatever fails there, nothing was sent.
+            sent = await authenticator.authorization()
             try:
                 return decoded(
-                    exchange, finish(await self.attempt(exchange, read, token, time_left))
+                    exchange, finish(await self.attempt(exchange, read, sent, time_left))
                 )
             except AuthenticationError:
-                # A provider that can renew its token gets one chance per attempt: the
-                # API refused the request before doing anything, so resending is safe.
-                rejected = getattr(self._token, "token_rejected", None)
-                if rejected is None:
+                # An authorization that can be renewed (the PEC API's token provider)
+                # gets one chance per attempt: the API refused the request before doing
+                # anything, so resending is safe. ``refused`` raises a TokenError
+                # without chaining the provider's (its frames held the token).
+                if not await authenticator.refused(sent):
                     raise
-                try:
-                    await rejected(token.reveal())
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    refused: TokenError | None = _token_error(exc)
-                else:
-                    refused = None
-                if refused is not None:
-                    raise_unchained(refused)  # the provider's frames held the token
-                fresh = await self._get_token()
-                if fresh == token:
+                fresh = await authenticator.authorization()
+                if fresh == sent:
                     raise
                 return decoded(
                     exchange, finish(await self.attempt(exchange, read, fresh, time_left))
@@ -248,25 +269,15 @@ class Pipeline:
         )
         return await run_with_policy(call, policy, once)
 
-    async def _get_token(self) -> Secret:
-        """The token, as its own step before an attempt: a failure here is a
-        :class:`TokenError`, which says that nothing was sent to the PEC API."""
-        try:
-            return Secret(await self._token.get_token())
-        except (asyncio.CancelledError, EventLoopError):
-            raise
-        except Exception as exc:
-            error = _token_error(exc)
-        raise_unchained(error)  # outside the handler: see _token_error
-
     async def attempt(
         self,
         exchange: Exchange,
         read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
-        token: Secret,
+        authorization: Secret,
         time_left: float | None = None,
     ) -> R:
         """One HTTP attempt: send, then ``read`` the response, with transport errors typed.
+        ``authorization`` is the whole ``Authorization`` value (see ``Auth``).
 
         This is the single place where a request leaves the process.
         """
@@ -286,7 +297,7 @@ class Pipeline:
                     exchange.url,
                     # Built in the call: no local of this frame holds the plain token.
                     data=payload,
-                    headers=request_headers(token, exchange, _content_type(payload)),
+                    headers=request_headers(authorization, exchange, _content_type(payload)),
                     timeout=_client_timeout(timeout),
                     allow_redirects=False,
                     # A session passed in by the user may say otherwise: pecapi's error
@@ -295,19 +306,31 @@ class Pipeline:
                     auto_decompress=False,  # inflated by limits.LimitedBody, bounded
                 ) as response,
             ):
+                # Told before the body is read: an answer whose body cannot be read (cut,
+                # too large, undecodable) is reported by with_raw_response all the same.
+                answered(exchange, response)
                 result = await read(response)
                 status = response.status
-                answered(exchange, response)  # for with_raw_response
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
             if isinstance(exc, PecError):  # PecTimeoutError is a TimeoutError too
                 raise
-            error = transport_error(exc, where(exchange), timeout.total)
+            wording = self.wording
+            error = transport_error(
+                exc, where(exchange), timeout.total, wording.service, quote=wording.quote
+            )
         else:
             if logger.isEnabledFor(logging.DEBUG):
+                # The token service (quote=False) has tokens in some of its paths (OAuth
+                # v2's /tokens/{token}): its requests are logged by the path's template.
+                shown = (
+                    safe_url(exchange.url)
+                    if self.wording.quote
+                    else f"{safe_url(self.base_url).rstrip('/')}{exchange.endpoint.path}"
+                )
                 logger.debug(
                     "%s %s -> %s in %.1f ms",
                     exchange.method,
-                    safe_url(exchange.url),
+                    shown,
                     status,
                     (time.perf_counter() - started) * 1000,
                 )
@@ -332,29 +355,6 @@ def _content_type(payload: Payload | None) -> str | None:
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
-
-
-def _token_error(exc: Exception) -> TokenError:
-    """The :class:`TokenError` for a provider's ``exc``. pecapi's own errors (the OAuth
-    provider's) are chained as they are: they are scrubbed. Anything else is replaced by
-    a :class:`ScrubbedCause` of its type alone: a provider's frames hold the token (it is
-    ``token_rejected``'s argument) and its message may quote it."""
-    retryable = isinstance(exc, TransportError) or (
-        isinstance(exc, PecApiError) and exc.status in (429, 500, 502, 503, 504)
-    )
-    if isinstance(exc, PecError):
-        cause: BaseException = exc
-        said = f"{type(exc).__name__}: {exc}"
-    else:
-        cause = ScrubbedCause.of(exc, keep_message=False)
-        said = cause.type_name
-    error = TokenError(
-        f"no token from the token provider ({said}); nothing was sent to the PEC API",
-        cause=cause,
-        retryable=retryable,
-    )
-    error.__cause__ = cause
-    return error
 
 
 def _default_target(exchange: Exchange) -> str | None:

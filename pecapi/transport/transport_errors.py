@@ -6,6 +6,7 @@ import asyncio
 from typing import Any, NoReturn
 
 import aiohttp
+import attrs
 
 from pecapi.errors import (
     PecConnectionError,
@@ -14,7 +15,24 @@ from pecapi.errors import (
     TransportError,
 )
 
-__all__ = ["raise_unchained", "transport_error"]
+__all__ = ["ErrorWording", "raise_unchained", "transport_error"]
+
+
+@attrs.frozen(kw_only=True)
+class ErrorWording:
+    """How the errors of one pipeline name what it talks to and who holds it.
+
+    - ``service`` starts its transport errors' messages (``"OAuth service: cannot
+      connect: ..."``); empty for the PEC API;
+    - ``owner`` is named when it is used closed or in another event loop
+      (``"this OAuthTokenProvider is closed"``);
+    - ``quote``: whether aiohttp's message is kept (see :func:`transport_error`); False
+      for a service whose answers may hold a token.
+    """
+
+    service: str = ""
+    owner: str = "PecClient"
+    quote: bool = True
 
 
 def transport_error(

@@ -35,13 +35,14 @@ def test_demo_json_lines(capsys) -> None:
     out, _ = capsys.readouterr()
     assert code == ExitCode.OK
     events = [json.loads(line) for line in out.splitlines()]
-    mailboxes = [e for e in events if e["event"] == "mailbox"]
+    mailboxes = [e for e in events if e["event"] == "outcome"]
     [summary] = [e for e in events if e["event"] == "summary"]
     assert events[-1] is summary
+    assert len(mailboxes) == len(events) - 1  # the schema: tests/cli/test_json_lines.py
     assert sorted(e["index"] for e in mailboxes) == list(range(7))
-    assert {e["outcome"] for e in mailboxes} == {"done"}
-    assert all(e["stato"] == "evasa" and e["id"] for e in mailboxes)
-    assert summary["done"] == summary["count"] == summary["mailboxes_on_account"] == 7
+    assert {e["status"] for e in mailboxes} == {"done"}
+    assert all(e["stato"] == "evasa" and e["mailbox_id"] for e in mailboxes)
+    assert summary["complete"] == summary["total"] == summary["mailboxes_on_account"] == 7
     assert summary["charges"]["register"] == {"count": 7, "amount": "56.00"}
     assert summary["charges"]["renewal"]["count"] == 7
     assert summary["requests"] >= 7 * 5 + 1  # 5 calls per mailbox, then the list

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import pytest
 
 from pecapi.cli import ExitCode
 from pecapi.testing import Emulator, Fault
 
-from .conftest import Run
+from .conftest import Result, Run
 from .test_commands import BOX, REGISTER_FLAGS
 
 
@@ -18,6 +19,18 @@ def one_line(err: str) -> str:
     assert len(lines) == 1, err
     assert lines[0].startswith("pecapi: ")
     return lines[0]
+
+
+def json_error(result: Result) -> dict[str, Any]:
+    """The JSON error object of a command run with --json: alone on stderr, nothing on
+    stdout, its exit_code the process's (its schema: tests/cli/test_json_lines.py)."""
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    error = json.loads(lines[0])
+    assert error["event"] == "error"
+    assert error["exit_code"] == result.code
+    return cast("dict[str, Any]", error)
 
 
 # -- usage -------------------------------------------------------------------------------
@@ -36,6 +49,12 @@ def one_line(err: str) -> str:
         ["mailboxes", "list", "--no-such-flag"],
         ["mailboxes", "list", "--retries", "-1"],
         ["demo", "--count", "0"],
+        ["--timeout", "abc", "mailboxes", "list"],  # not a number
+        ["--timeout", "0", "mailboxes", "list"],  # out of range: the same code
+        ["--timeout", "-1", "mailboxes", "list"],
+        ["mailboxes", "list", "--timeout", "nan"],
+        ["mailboxes", "list", "--timeout", "1e400"],
+        ["provision", "x.csv", "--delimiter", ":"],
     ],
 )
 async def test_bad_arguments_are_usage_errors(
@@ -45,6 +64,10 @@ async def test_bad_arguments_are_usage_errors(
     assert result.code == ExitCode.USAGE == 2
     assert result.out == ""
     assert "usage: pecapi" in result.err
+    error = json_error(await api(*argv, "--json"))
+    assert error["type"] == "UsageError"
+    assert error["exit_code"] == ExitCode.USAGE
+    assert error["message"] in result.err and error["usage"].startswith("usage: pecapi")
     assert emulator.requests == []
 
 
@@ -88,18 +111,23 @@ def flags_with(name: str, value: str) -> list[str]:
         (["mailboxes", "add-user", "a" * 24, "--nome", "A", "--cognome", "B",
           "--descrizione", "C", "--email-gestione-password", "nope"], "email_gestione_password"),
         (["comunica-pec", "create", "--nome", "Mario"], "casella_pec"),
-        (["--timeout", "-1", "mailboxes", "list"], "timeout"),
     ],
 )  # fmt: skip
 async def test_invalid_values_name_the_field_and_send_nothing(
     api: Run, emulator: Emulator, argv: list[str], field: str
 ) -> None:
-    result = await api(*argv, "--json")
+    result = await api(*argv)
     assert result.code == ExitCode.INVALID_INPUT == 5
     assert result.out == ""
     line = one_line(result.err)
     assert "invalid input, nothing sent" in line
     assert f" {field}" in line
+    as_json = await api(*argv, "--json")
+    error = json_error(as_json)
+    assert error["exit_code"] == ExitCode.INVALID_INPUT
+    assert error["type"] == "ValidationError"
+    assert error["field"] == field
+    assert error["message"] == line.removeprefix("pecapi: ")
     assert emulator.requests == []
 
 
@@ -150,12 +178,16 @@ async def test_from_json_file_that_does_not_exist(api: Run, tmp_path) -> None:
 
 
 async def test_unknown_id_is_one_line_with_status_and_code(api: Run, emulator: Emulator) -> None:
-    result = await api("mailboxes", "get", "0" * 24, "--json")
+    result = await api("mailboxes", "get", "0" * 24)
     assert result.code == ExitCode.API_ERROR == 3
     assert result.out == ""
     line = one_line(result.err)
     assert "HTTP 404" in line and "code 202" in line and "no pec found" in line
-    assert emulator.count("GET", "/pec/*") == 1
+    error = json_error(await api("mailboxes", "get", "0" * 24, "--json"))
+    assert (error["type"], error["status"], error["code"]) == ("NotFoundError", 404, 202)
+    assert error["method"] == "GET" and error["url"].endswith("/pec/" + "0" * 24)
+    assert error["exit_code"] == ExitCode.API_ERROR
+    assert emulator.count("GET", "/pec/*") == 2
 
 
 async def test_form_error_and_refused_operation(api: Run, emulator: Emulator, tmp_path) -> None:

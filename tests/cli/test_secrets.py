@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -77,3 +78,39 @@ async def test_verbose_runs_through_faults_never_print_the_token(
     for result in results:
         assert CANARY not in result.out + result.err
     assert not any(CANARY in r.getMessage() + repr(r.args) for r in caplog.records)
+
+
+async def test_canary_never_in_json_errors(
+    api: Run, run_cli: Run, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path,
+    closed_port: int, pec_server,
+) -> None:  # fmt: skip
+    """The --json error objects (type, message, url, usage...) carry no token either."""
+    monkeypatch.setenv("OPENAPI_SANDBOX_TOKEN", CANARY)
+    box_id = emulator.seed_mailbox("a@testcert.legalmail.it")
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{CANARY} {CANARY}\n")  # refused: whitespace inside
+    results = [
+        await api("--json", "mailboxes", "get", "0" * 24),  # 404
+        await api("--json", "mailboxes", "change-type", box_id, "PLATINUM"),  # invalid input
+    ]
+    emulator.faults.once(Fault.status(503))
+    results += [
+        await api("--json", "--retries", "0", "mailboxes", "list"),  # 503
+        await run_cli("--json", "--sandbox", "--base-url", f"http://127.0.0.1:{closed_port}",
+                      "--retries", "0", "mailboxes", "list"),  # transport
+        await run_cli("--json", "--sandbox", "--base-url", "http://example.org",
+                      "mailboxes", "list"),  # configuration
+        await run_cli("--json", "--sandbox", "--base-url", pec_server.url, "--token-file",
+                      str(token_file), "mailboxes", "list"),  # configuration, from the file
+        await run_cli("--json", "--sandbox", "--base-url", pec_server.url, "--token-file",
+                      str(token_file), "mailboxes", "frobnicate"),  # usage
+    ]  # fmt: skip
+    monkeypatch.setenv("OPENAPI_SANDBOX_TOKEN", CANARY + "-wrong")
+    results.append(await api("--json", "mailboxes", "list"))  # 401
+    assert [r.code for r in results] == [3, 5, 3, 4, 6, 6, 2, 3]
+    for result in results:
+        error = json.loads(result.err)
+        assert error["event"] == "error" and error["exit_code"] == result.code
+        assert result.out == ""
+        assert "canary" not in result.err
+    assert json.loads(results[-1].err)["status"] == 401

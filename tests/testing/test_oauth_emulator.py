@@ -9,6 +9,7 @@ import yarl
 
 from pecapi.testing import DEFAULT_TOKEN, Emulator, OAuthEmulator
 from pecapi.testing.samples import mailbox_body
+from tests.testing.test_oauthv2_checker import EMAIL, v1_env
 
 HOST = "test.pec.openapi.it"
 
@@ -41,54 +42,58 @@ async def test_token_expiry_in_the_pec_emulator() -> None:
 
 
 async def test_the_oauth_emulator_issues_lists_and_revokes_tokens() -> None:
+    # Every answer is checked against oauth.openapi.json as it is read (TokenApi).
     emu = Emulator(tokens={})
     emu.set_time(5000)
-    oauth = OAuthEmulator(emu, email="me@example.org", api_key="k")
-    auth = _basic("me@example.org", "k")
-    async with emu.serve() as pec, oauth.serve() as server, aiohttp.ClientSession() as s:
-        url = f"{server.url}/token"
-        async with s.post(url, json={"scopes": ["*:test.pec.openapi.it/*"]}) as r:
-            assert r.status == 401
-            assert r.headers["WWW-Authenticate"] == "Basic"
-        async with s.post(
-            url, json={"scopes": ["x"]}, headers=_basic("me@example.org", "bad")
-        ) as r:
-            assert r.status == 401
-        async with s.post(url, json={"ttl": 60}, headers=auth) as r:
-            assert (r.status, (await r.json())["error"]) == (406, 110)
-        async with s.post(url, json={"scopes": ["GET:pec.openapi.it/pec"]}, headers=auth) as r:
-            assert (r.status, (await r.json())["error"]) == (406, 120)  # production scope
-        async with s.post(url, json={"scopes": ["*:*/*"], "ttl": 0}, headers=auth) as r:
-            assert (r.status, (await r.json())["error"]) == (406, 130)
+    async with v1_env(emu) as env:
+        api, oauth = env.api, env.oauth
+        resp = await api.fails(
+            "POST", "/token", {"scopes": [f"*:{HOST}/*"]}, status=401, code=401, auth=None
+        )
+        assert resp.headers["WWW-Authenticate"] == "Basic"
+        wrong = _basic(EMAIL, "bad")["Authorization"]
+        await api.fails("POST", "/token", {"scopes": ["x"]}, status=401, code=401, auth=wrong)
+        await api.fails("POST", "/token", {"ttl": 60}, status=406, code=110)
+        # a production scope
+        await api.fails(
+            "POST", "/token", {"scopes": ["GET:pec.openapi.it/pec"]}, status=406, code=120
+        )
+        await api.fails("POST", "/token", {"scopes": ["*:*/*"], "ttl": 0}, status=406, code=130)
+        await api.fails("POST", "/token", status=400, code=400, data=b"[]")
         assert oauth.creations == 0
+        assert (await api.call("GET", "/token")).status == 204  # none yet
 
-        async with s.post(url, json={"scopes": [f"*:{HOST}/*"], "ttl": 60}, headers=auth) as r:
-            assert r.status == 200
-            body = await r.json()
+        body = await api.ok("POST", "/token", {"scopes": [f"*:{HOST}/*"], "ttl": 60})
         assert body["success"] is True
+        assert "error" not in body  # the schema's integer; the example's null is not one
         assert body["expire"] == 5060
         assert sorted(body["scopes"]) == sorted(oauth.pec_scopes)  # wildcards expanded
         token = body["token"]
         assert emu.tokens[token] == frozenset(oauth.pec_scopes)
         assert emu.token_expiry[token] == 5060
-        async with s.post(url, json={"scopes": [f"GET:{HOST}/pec"]}, headers=auth) as r:
-            assert (await r.json())["scopes"] == [f"GET:{HOST}/pec"]  # ttl: one year
+        body = await api.ok("POST", "/token", {"scopes": [f"GET:{HOST}/pec"]})
+        assert body["scopes"] == [f"GET:{HOST}/pec"]  # ttl: one year
         assert oauth.created[1].expire == 5000 + 365 * 24 * 3600
 
-        async with s.get(url, headers=auth) as r:
-            assert [t["token"] for t in (await r.json())["data"]] == [
-                t.token for t in oauth.created
-            ]
-        async with s.delete(f"{url}/{token}", headers=auth) as r:
-            assert r.status == 200
-        async with s.delete(f"{url}/{token}", headers=auth) as r:
-            assert (r.status, (await r.json())["error"]) == (404, 150)
-        headers = {"Authorization": f"Bearer {token}"}
-        async with s.get(f"{pec.url}/pec", headers=headers) as r:
-            assert r.status == 401
+        listed = await api.ok("GET", "/token")
+        assert [t["token"] for t in listed["data"]] == [t.token for t in oauth.created]
+        assert await api.ok("DELETE", f"/token/{token}") == {
+            "message": "1 deleted token",
+            "success": True,
+        }
+        await api.fails("DELETE", f"/token/{token}", status=404, code=150)
+        assert await env.pec(token) == (401, "Invalid token")
         emu.advance_time(365 * 24 * 3600)
-        async with s.get(url, headers=auth) as r:
-            assert r.status == 204  # every token expired or revoked
+        assert (await api.call("GET", "/token")).status == 204  # every token expired or revoked
+        # the request log hides the tokens of paths; fail_next is a fault rule
+        assert oauth.count("DELETE", "/token/*") == 2
+        assert {r.path for r in oauth.request_log} == {"/token", "/token/{token}"}
+        assert oauth.requests == oauth.count("POST", "/token") == 8
+        oauth.fail_next(503)
+        resp = await api.call("POST", "/token", {"scopes": [f"GET:{HOST}/pec"]}, conform=False)
+        assert (resp.status, resp.json["error"], oauth.creations) == (503, 503, 2)
+        assert oauth.request_log[-1].fault == "status"
+        assert (await api.call("POST", "/token", {"scopes": [f"GET:{HOST}/pec"]})).status == 200
 
 
 async def test_tokens_and_ids_come_from_separate_seeded_streams() -> None:

@@ -1,0 +1,127 @@
+"""The JSON lines of ``--json``: one schema for every command that streams outcomes
+(``provision``, ``demo``), and for the error object every command writes under ``--json``.
+
+Every line is a JSON object whose ``event`` says what it is:
+
+- ``"outcome"`` (stdout): one item is finished: its ``key``, ``status``, ``complete``
+  and ``error`` (null, or the error's details), plus fields of the command's own;
+- ``"summary"`` (stdout, the last line of a stream that ran to its end or was stopped by
+  a signal): ``total``, ``statuses`` (how many of each), ``complete``, ``incomplete``,
+  ``remaining``, ``interrupted`` and ``exit_code``, plus fields of the command's own;
+- ``"estimate"`` (stdout, alone): ``provision --dry-run``: what the run would do and
+  cost against the wallet (pecapi.cli.dry_run builds it);
+- ``"error"`` (stderr, alone): the command failed: ``type``, ``message``, ``exit_code``,
+  plus what the error carries (``field``, ``status``, ``code``, ``path``...).
+
+docs/guides/cli.md lists every field; tests/cli/test_json_lines.py holds the schema.
+Statuses are open-ended strings (a new one may appear): readers count them, they do not
+enumerate them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pecapi.errors import (
+    OutcomeUnknownError,
+    PecApiError,
+    ResponseDecodeError,
+    TransportError,
+    ValidationError,
+)
+
+from .exits import InputFileError, UsageError
+
+__all__ = [
+    "ERROR",
+    "ESTIMATE",
+    "OUTCOME",
+    "SUMMARY",
+    "error_details",
+    "error_event",
+    "outcome",
+    "summary",
+]
+
+OUTCOME = "outcome"
+SUMMARY = "summary"
+ESTIMATE = "estimate"
+ERROR = "error"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_details(exc: BaseException) -> dict[str, Any]:
+    """``type`` and ``message`` of ``exc``, and the facts it carries that a script may
+    act on: the API field at fault, the HTTP status and API code, whether the request
+    was sent, the file. Built from the error's own (secret-free) message and fields."""
+    details: dict[str, Any] = {"type": type(exc).__name__, "message": _one_line(str(exc))}
+    if isinstance(exc, ValidationError) and exc.field:
+        details["field"] = exc.field
+    if isinstance(exc, PecApiError):
+        details["status"] = exc.status
+        details["code"] = exc.code
+    if isinstance(exc, ResponseDecodeError) and exc.status is not None:
+        details["status"] = exc.status
+    if isinstance(exc, TransportError):
+        details["request_sent"] = exc.request_sent
+    if isinstance(exc, OutcomeUnknownError):
+        details["request_sent"] = True
+    if isinstance(exc, (PecApiError, TransportError, ResponseDecodeError)) and exc.method:
+        details["method"] = exc.method
+        details["url"] = str(exc.url)
+    if isinstance(exc, InputFileError):
+        details["path"] = exc.path
+    return details
+
+
+def error_event(exc: BaseException, message: str, exit_code: int) -> dict[str, Any]:
+    """The JSON error object of a failed command: ``message`` is the line a person would
+    read (what went wrong and what to do), ``exit_code`` what the command exits with."""
+    details = error_details(exc)
+    if isinstance(exc, UsageError):
+        details["usage"] = _one_line(exc.usage)
+    details["message"] = message
+    return {"event": ERROR, **details, "exit_code": exit_code}
+
+
+def outcome(
+    key: str, status: str, *, complete: bool, error: BaseException | None, **fields: Any
+) -> dict[str, Any]:
+    """One finished item. ``fields`` are the command's own (``line``, ``mailbox_id``...)."""
+    return {
+        "event": OUTCOME,
+        "key": key,
+        "status": status,
+        "complete": complete,
+        **fields,
+        "error": None if error is None else error_details(error),
+    }
+
+
+def summary(
+    *,
+    total: int,
+    statuses: Mapping[str, int],
+    complete: int,
+    interrupted: str | None,
+    exit_code: int,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The last line of a stream: ``remaining`` items were never finished (a signal
+    stopped the run: ``interrupted`` names it)."""
+    finished = sum(statuses.values())
+    return {
+        "event": SUMMARY,
+        "total": total,
+        "statuses": dict(statuses),
+        "complete": complete,
+        "incomplete": finished - complete,
+        "remaining": max(0, total - finished),
+        "interrupted": interrupted,
+        **fields,
+        "exit_code": exit_code,
+    }

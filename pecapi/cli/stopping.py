@@ -1,0 +1,85 @@
+"""Stopping a long command (``provision``, ``demo``) on SIGINT or SIGTERM, cleanly.
+
+The first signal asks the command to start no new item and to let the ones in flight
+finish (each is journaled as usual), then to print a partial summary; a second one
+cancels those in flight (a cancelled registration is journaled as ``pending`` and
+settled by the next run). Either way the command exits with 130 (SIGINT) or 143
+(SIGTERM), as a shell reports a process those signals ended.
+
+The handlers exist only while :meth:`Stop.run` runs, on the main thread of a platform
+with ``loop.add_signal_handler`` (not Windows): elsewhere Ctrl-C stays a
+``KeyboardInterrupt`` (exit 130, no summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .exits import ExitCode
+
+__all__ = ["Stop"]
+
+_CODES = {"SIGINT": ExitCode.INTERRUPTED, "SIGTERM": ExitCode.TERMINATED}
+
+
+class Stop:
+    """Whether a signal asked the command to stop, and which.
+
+    ``on_signal(name)`` is called on the first signal (e.g. to say that the command is
+    finishing what is in flight).
+    """
+
+    def __init__(self, on_signal: Callable[[str], None] | None = None) -> None:
+        self.signal: str | None = None
+        self.forced = False  # a second signal cancelled the items in flight
+        self._on_signal = on_signal
+        self._work: asyncio.Task[None] | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """130 or 143 once a signal came (OK before: callers pick their own code then)."""
+        return _CODES[self.signal] if self.signal is not None else ExitCode.OK
+
+    def _received(self, name: str) -> None:
+        if self.signal is None:
+            self.signal = name
+            if self._on_signal is not None:
+                self._on_signal(name)
+        elif self._work is not None and not self._work.done():
+            self.forced = True
+            self._work.cancel()
+
+    async def run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` with the signal handlers in place; returns normally when a second
+        signal cancelled it (``forced``), so that the caller still prints its summary."""
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._received, sig.name)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # Windows, or not the main thread: the default behaviour stays
+            installed.append(sig)
+        self._work = asyncio.ensure_future(work)
+        try:
+            # asyncio.wait does not raise the task's cancellation: only our own (which
+            # then cancels the work too, below) or nothing.
+            await asyncio.wait({self._work})
+        finally:
+            for sig in installed:
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+            if not self._work.done():  # we were cancelled ourselves: take the work along
+                self._work.cancel()
+                await asyncio.gather(self._work, return_exceptions=True)
+        if self._work.cancelled() and self.forced:
+            return
+        self._work.result()  # its exception, or a cancellation that was not ours
