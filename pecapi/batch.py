@@ -204,6 +204,10 @@ class Batch(AsyncClosing, Generic[I, R]):
             return BatchFailure(index=index, input=item, error=exc)
         return BatchSuccess(index=index, input=item, value=value)
 
+    def _halted(self) -> bool:
+        """Whether to start no other input (a subclass may add its own reasons)."""
+        return self._stopped_by is not None
+
     @property
     def stopped_by(self) -> Exception | None:
         """The error that stopped the batch (its first insufficient credit error), or None."""
@@ -236,14 +240,19 @@ class Batch(AsyncClosing, Generic[I, R]):
         try:
             while True:
                 while (
-                    not exhausted
-                    and self._stopped_by is None
-                    and len(self._pending) < self._concurrency
+                    not exhausted and not self._halted() and len(self._pending) < self._concurrency
                 ):
                     try:
                         item = await source.__anext__()
                     except StopAsyncIteration:
                         exhausted = True
+                        break
+                    if self._stopped_by is not None:
+                        # The 402 came while an async source was suspended: this input
+                        # is after the stop, so it is not sent either.
+                        error = NotSentError(INSUFFICIENT_CREDIT, self._stopped_by)
+                        yield self._counted(BatchSkipped(index=index, input=item, error=error))
+                        index += 1
                         break
                     self._pending.add(asyncio.ensure_future(self._one(index, item)))
                     index += 1

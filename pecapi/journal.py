@@ -1,4 +1,5 @@
-"""The provisioning journal: one JSON line per outcome, and what each status means.
+"""The provisioning journal: one JSON line per outcome (and one per registration, written
+before its activation is sent), the latest per request counting; what each status means.
 
 Kept apart from :mod:`pecapi.provision` (which re-exports it) because it is about files,
 not requests: opening early, ending a torn line, reading leniently.
@@ -30,6 +31,7 @@ ProvisionStatus: TypeAlias = Literal[
     "unavailable",
     "failed",
     "no_credit",
+    "stopped",
     "invalid",
     "duplicate",
 ]
@@ -44,7 +46,9 @@ STATUSES: dict[str, bool] = {
     "registered": True,
     "existing": True,  # already on the account, nothing to do
     "skipped": True,  # complete in the journal of an earlier run
-    "awaiting_activation": False,  # registered, but the activation failed: resumable
+    # registered, but not activated: the activation failed, or (written just before the
+    # activation is sent) the run ended during it; the next run activates it
+    "awaiting_activation": False,
     # the registration was sent but its outcome is unknown (OutcomeUnknownError, kept as
     # the error): the next run takes the mailbox over if the account lists the address,
     # and registers it again only if the account does not
@@ -55,6 +59,9 @@ STATUSES: dict[str, bool] = {
     # stopped sending registrations after a 402 and sent nothing for it (a NotSentError);
     # the next run, after topping up the wallet, registers it
     "no_credit": False,
+    # the run was asked to stop (provision's ``stop``) before this request's check or
+    # registration was sent: nothing sent (a NotSentError), the next run does it
+    "stopped": False,
     "invalid": False,  # bad input, nothing sent
     "duplicate": False,  # the same address twice in the input
 }
@@ -77,12 +84,19 @@ class ProvisionOutcome:
 
     def record(self) -> dict[str, Any]:
         """The journal line of this outcome."""
-        error = None
+        error: dict[str, Any] | None = None
         if self.error is not None:
-            error = {"type": type(self.error).__name__, "message": str(self.error)}
+            error = {
+                "type": type(self.error).__name__,
+                "message": str(self.error),
+            }
             field = getattr(self.error, "field", None)
             if field:
                 error["field"] = field
+            # False for a NotSentError: nothing reached the API, nothing was charged
+            sent = getattr(self.error, "request_sent", None)
+            if isinstance(sent, bool):
+                error["request_sent"] = sent
         return {
             "key": self.key,
             "line": self.line,

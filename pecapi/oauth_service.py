@@ -147,8 +147,17 @@ class TokenService:
 async def _read(response: aiohttp.ClientResponse) -> RawResponse:
     # Whatever the status: an error of a token service can carry a token as well (a
     # gateway's 500 after the token was made), and is bounded the same way.
-    body = await read_limited(response, TOKEN_ANSWER_LIMIT, setting="the token answer limit")
-    return RawResponse(response.status, dict(response.headers), body)
+    try:
+        body = await read_limited(response, TOKEN_ANSWER_LIMIT, setting="the token answer limit")
+    except PecError as exc:  # too large, or not inflatable
+        # Without the frames that raised it (the reader's hold the response, whose repr
+        # names the URL: ``/tokens/{token}``), and raised from a frame that no longer
+        # holds the response either.
+        error: PecError = exc.with_traceback(None)
+    else:
+        return RawResponse(response.status, dict(response.headers), body)
+    del response
+    raise_unchained(error)
 
 
 class _Failed:

@@ -17,31 +17,31 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from pecapi.closing import AsyncClosing
-from pecapi.errors import ClientClosedError, ConfigurationError, NotFoundError, PecError
-from pecapi.oauth import (
-    API_KEY_ENV,
-    EMAIL_ENV,
-    SANDBOX_API_KEY_ENV,
-    _credential,
-    _detached,
-    _timeout,
+from pecapi.errors import (
+    ClientClosedError,
+    ConfigurationError,
+    NotFoundError,
+    PecError,
+    TransportError,
 )
-from pecapi.oauth_scopes import check_scopes
-from pecapi.oauth_service import ONE_ATTEMPT, TokenService
+from pecapi.oauth_provider_base import (
+    DEFAULT_RENEW_BEFORE,
+    DEFAULT_TTL,
+    Held,
+    RenewingProvider,
+)
+from pecapi.oauth_service import ONE_ATTEMPT
 from pecapi.oauth_v2_api import (
     CREATE_TOKENS,
     DELETE_TOKEN,
     REFRESH_TOKEN,
-    Held,
     TokenDetail,
     on_token,
     transient,
 )
 from pecapi.secret import Secret
-from pecapi.transport.auth import basic_auth, bearer_auth
+from pecapi.transport.auth import bearer_auth
 from pecapi.transport.options import Timeout
-from pecapi.transport.urls import check_base_url
 from pecapi.wallet import V2_TRANSACTIONS, V2_WALLET, Wallet, WalletTransaction
 
 __all__ = ["OAUTH_V2_PRODUCTION_URL", "OAUTH_V2_SANDBOX_URL", "OAuthV2TokenProvider"]
@@ -51,14 +51,8 @@ logger = logging.getLogger("pecapi")
 OAUTH_V2_PRODUCTION_URL = "https://oauth.openapi.com"
 OAUTH_V2_SANDBOX_URL = "https://test.oauth.openapi.com"
 
-_DEFAULT_TTL = 24 * 3600
-_MAX_TTL = 365 * 24 * 3600
-_DEFAULT_RENEW_BEFORE = 300.0
-# After a failed renewal while the current token is still valid: wait at most this long.
-_RETRY_AFTER_FAILURE = 30.0
 
-
-class OAuthV2TokenProvider(AsyncClosing):
+class OAuthV2TokenProvider(RenewingProvider):
     """A :class:`~pecapi.TokenProvider` that creates and renews its tokens with the OAuth
     service v2 (``oauth.openapi.com``, sandbox ``test.oauth.openapi.com``).
 
@@ -69,7 +63,7 @@ class OAuthV2TokenProvider(AsyncClosing):
     deleted). When the service refuses the renewal (a used or expired refresh token, a
     deleted token: any 4xx), it creates a new token instead. Concurrent callers share one
     creation or renewal (a thousand first calls make one ``POST``). When the PEC API
-    answers 401, the client calls :meth:`token_rejected`: the token is dropped (once,
+    answers 401, the client calls ``token_rejected()``: the token is dropped (once,
     however many requests report it) and the next call creates another. A renewal that
     fails for a transient reason (unreachable, 429, 5xx) while the token is still valid
     keeps it and is tried again within 30 s.
@@ -92,20 +86,9 @@ class OAuthV2TokenProvider(AsyncClosing):
     path: their errors show ``/tokens/<redacted>``).
     """
 
-    __slots__ = (
-        "_clock",
-        "_closed",
-        "_current",
-        "_email",
-        "_name",
-        "_owned",
-        "_pending",
-        "_renew_before",
-        "_sandbox",
-        "_scopes",
-        "_service",
-        "_ttl",
-    )
+    _OWNER = "OAuthV2TokenProvider"
+
+    __slots__ = ("_name", "_owned")
 
     def __init__(
         self,
@@ -115,8 +98,8 @@ class OAuthV2TokenProvider(AsyncClosing):
         scopes: Iterable[str],
         sandbox: bool = False,
         base_url: str | URL | None = None,
-        ttl: int = _DEFAULT_TTL,
-        renew_before: float = _DEFAULT_RENEW_BEFORE,
+        ttl: int = DEFAULT_TTL,
+        renew_before: float = DEFAULT_RENEW_BEFORE,
         name: str | None = "pecapi",
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
@@ -126,96 +109,24 @@ class OAuthV2TokenProvider(AsyncClosing):
         # their locals, and error reporters record them.
         key = None if api_key is None else Secret(api_key)
         del api_key
-        self._sandbox = bool(sandbox)
-        self._scopes = check_scopes(scopes, self._sandbox)
-        email = _credential(None if email is None else Secret(email), EMAIL_ENV, "email").reveal()
-        key_env = SANDBOX_API_KEY_ENV if self._sandbox else API_KEY_ENV
-        basic = basic_auth(email, _credential(key, key_env, "api_key"))
-        del key
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= _MAX_TTL:
-            raise ConfigurationError("ttl must be an int of seconds from 60 to one year")
-        if isinstance(renew_before, bool) or not isinstance(renew_before, (int, float)):
-            raise ConfigurationError("renew_before must be a number of seconds")
-        if not 0 <= renew_before < ttl:
-            raise ConfigurationError("renew_before must be at least 0 and less than ttl")
         if name is not None and (not isinstance(name, str) or not name.isprintable()):
             raise ConfigurationError("name must be a printable string, or None")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError("session must be an aiohttp.ClientSession")
-        limits = _timeout(timeout)
-        default = OAUTH_V2_SANDBOX_URL if self._sandbox else OAUTH_V2_PRODUCTION_URL
-        base = check_base_url(base_url if base_url is not None else default, secret="API key")
-        self._email = email
-        self._ttl = ttl
-        self._renew_before = float(renew_before)
+        super().__init__(
+            email,
+            key,
+            scopes=scopes,
+            sandbox=sandbox,
+            base_url=base_url,
+            urls=(OAUTH_V2_PRODUCTION_URL, OAUTH_V2_SANDBOX_URL),
+            ttl=ttl,
+            renew_before=renew_before,
+            session=session,
+            clock=clock,
+            timeout=timeout,
+        )
         self._name = name or None
-        self._clock = clock
-        self._closed = False
-        self._current: Held | None = None
         # The tokens made here that may still be valid: what revoke() deletes.
         self._owned: list[Held] = []
-        self._pending: asyncio.Task[str] | None = None
-        self._service = TokenService(
-            base,
-            basic,
-            owner="OAuthV2TokenProvider",
-            timeout=limits,
-            session=session,
-        )
-
-    # -- information -----------------------------------------------------------------------
-
-    @property
-    def scopes(self) -> tuple[str, ...]:
-        """The scopes every token is created with."""
-        return self._scopes
-
-    @property
-    def sandbox(self) -> bool:
-        return self._sandbox
-
-    @property
-    def expires_at(self) -> float | None:
-        """Unix time at which the current token expires; None when there is none."""
-        return self._current.expires_at if self._current is not None else None
-
-    def __repr__(self) -> str:
-        if not hasattr(self, "_service"):  # an __init__ that raised (a traceback's local)
-            return "OAuthV2TokenProvider(<not initialised>)"
-        return (
-            f"OAuthV2TokenProvider(email={self._email!r}, sandbox={self._sandbox}, "
-            f"scopes={len(self._scopes)}, base_url={str(self._service.base_url)!r})"
-        )
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> str | tuple[object, ...]:
-        raise TypeError("token providers are not picklable")
-
-    # -- the TokenProvider protocol ----------------------------------------------------------
-
-    async def get_token(self) -> str:
-        """The current token; created or renewed (once, whoever asks) when missing or
-        about to expire."""
-        if self._closed:
-            raise ClientClosedError("this OAuthV2TokenProvider is closed")
-        current = self._current
-        if current is not None and self._clock() < current.refresh_at:
-            return current.token.reveal()
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = _detached(self._renew())
-            pending.add_done_callback(self._flight_done)
-        # shield: a caller cancelled while waiting does not cancel the others' renewal.
-        return await asyncio.shield(pending)
-
-    async def token_rejected(self, token: str) -> None:
-        """The API refused ``token``: drop it if it is the current one (else: nothing).
-        The next call creates a new token."""
-        current = self._current
-        if current is not None and current.token.reveal() == token:
-            self._current = None
-            logger.debug("the API refused the OAuth token: the next request creates another")
 
     # -- the account -----------------------------------------------------------------------
 
@@ -243,7 +154,10 @@ class OAuthV2TokenProvider(AsyncClosing):
     async def revoke(self) -> int:
         """Delete every token this provider made that may still be valid (``DELETE
         /tokens/{token}`` each) and forget the current one; return how many the service
-        deleted (one it no longer knows, answered 404, is not counted).
+        deleted (one it no longer knows, answered 404, is not counted). A ``DELETE``
+        whose answer was lost is sent again; if the first one had deleted the token,
+        the second is answered 404 and that token is not counted either: the count is
+        a lower bound.
 
         A creation or renewal in flight is waited for first, so that its token is
         deleted too. The provider stays usable: the next call creates a new token. If a
@@ -283,48 +197,9 @@ class OAuthV2TokenProvider(AsyncClosing):
             if revoke:
                 await self.revoke()
         finally:
-            self._closed = True
-            self._current = None
-            pending, self._pending = self._pending, None
-            if pending is not None and not pending.done():
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
-            await self._service.aclose()
+            await self._stop()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("this OAuthV2TokenProvider is closed")
-
-    def _flight_done(self, task: asyncio.Task[str]) -> None:
-        if self._pending is task:
-            self._pending = None
-        if not task.cancelled():
-            task.exception()  # retrieved: the waiters got it (or nobody was left to)
-
-    async def _renew(self) -> str:
-        previous = self._current
-        try:
-            held = await self._next(previous)
-        except ClientClosedError:  # closed meanwhile (or another event loop): no renewal
-            raise
-        except PecError as exc:
-            now = self._clock()
-            if previous is not None and self._current is previous and now < previous.expires_at:
-                # Renewal failed but the token still works: keep it, try again soon.
-                previous.refresh_at = now + min(
-                    _RETRY_AFTER_FAILURE, (previous.expires_at - now) / 2
-                )
-                logger.warning(
-                    "could not renew the OAuth token (%s); the current one is kept until %s",
-                    type(exc).__name__,
-                    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(previous.expires_at)),
-                )
-                return previous.token.reveal()
-            raise
-        self._current = held
-        return held.token.reveal()
 
     async def _next(self, previous: Held | None) -> Held:
         """The next token: ``previous`` renewed with its refresh token, or a new one."""
@@ -332,6 +207,16 @@ class OAuthV2TokenProvider(AsyncClosing):
             try:
                 return await self._refresh(previous)
             except PecError as exc:
+                if isinstance(exc, TransportError) and exc.request_sent:
+                    # The answer was lost: the service may have renewed it (the old token
+                    # deleted, its refresh token used up, the new one never seen: an
+                    # orphan nobody can revoke, left to expire after its ttl). The old
+                    # token is dropped, not kept "until expiry": the next call creates a
+                    # new one. (It stays in _owned: revoke() tries it, a 404 is harmless.)
+                    if self._current is previous:
+                        self._current = None
+                    logger.info("the answer of a renewal was lost: the next call creates a token")
+                    raise
                 if transient(exc) or isinstance(exc, ClientClosedError):
                     raise
                 # Refused (a used or expired refresh token, a deleted token) or an answer
@@ -376,12 +261,7 @@ class OAuthV2TokenProvider(AsyncClosing):
 
     def _keep(self, detail: TokenDetail, asked_at: float, how: str) -> Held:
         now = self._clock()
-        latest = asked_at + self._ttl
-        expire = detail.expire_at
-        # Trust the service's expiry, but never beyond what was asked (clock skew).
-        expires_at = min(expire, latest) if expire is not None and expire > now else latest
-        lifetime = max(0.0, expires_at - now)
-        refresh_at = expires_at - min(self._renew_before, lifetime / 2)
+        expires_at, refresh_at, lifetime = self._schedule(detail.expire_at, asked_at)
         held = Held(detail.token, detail.refresh, expires_at, refresh_at)
         # Tokens past their expiry are dead: no need to revoke them.
         self._owned = [h for h in self._owned if h.expires_at > now]

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pecapi.errors import PecApiError, PecError, RateLimitError, TransportError
+from pecapi.oauth_provider_base import Held
 from pecapi.oauth_service import TokenService, UnusableAnswer
 from pecapi.oauth_v1 import number, token_object, valid_token
 from pecapi.secret import Secret
@@ -49,23 +50,6 @@ T = TypeVar("T")
 
 #: What a token in a URL or a message is replaced with.
 HIDDEN = "<redacted>"
-
-
-class Held:
-    """A token of a provider: the token, its refresh token, when it expires and when to renew."""
-
-    __slots__ = ("expires_at", "refresh", "refresh_at", "token")
-
-    def __init__(
-        self, token: Secret, refresh: Secret | None, expires_at: float, refresh_at: float
-    ) -> None:
-        self.token = token
-        self.refresh = refresh
-        self.expires_at = expires_at
-        self.refresh_at = refresh_at
-
-    def __repr__(self) -> str:
-        return f"Held(<redacted>, expires_at={self.expires_at})"
 
 
 class TokenDetail:
@@ -205,24 +189,36 @@ class PathSecret(Mapping[str, str]):
 
 def scrub(error: PecError, secret: Secret) -> PecError:
     """``error`` with ``secret`` (as it is, and as it appears in a URL's path) replaced by
-    ``<redacted>`` in its message and in its text attributes (``url``, ``message``).
+    ``<redacted>`` in its message and in every attribute, walking into dicts, lists and
+    tuples (``url``, ``message``, the envelope in ``body``, ``headers``).
 
-    The errors of a call whose path holds a token name its URL; the token service's
-    errors quote no answer, so the URL is the only place the token can show. The
-    error's ``__cause__`` is a :class:`~pecapi.ScrubbedCause` without message."""
+    The errors of a call whose path holds a token name its URL, and the service's
+    envelope may echo the token (``"token 1a2b... not found"``). The error's
+    ``__cause__`` is a :class:`~pecapi.ScrubbedCause` without message."""
     value = secret.reveal()
     forms = {value, quote(value, safe="")} - {""}
-
-    def clean(text: str) -> str:
-        for form in forms:
-            text = text.replace(form, HIDDEN)
-        return text
-
     for name, attribute in list(vars(error).items()):
-        if isinstance(attribute, str):
-            setattr(error, name, clean(attribute))
-    error.args = tuple(clean(a) if isinstance(a, str) else a for a in error.args)
+        setattr(error, name, _clean(attribute, forms))
+    error.args = tuple(_clean(a, forms) for a in error.args)
     return error
+
+
+def _clean(value: Any, forms: set[str], depth: int = 0) -> Any:
+    """``value`` with every form of the secret replaced; containers rebuilt (as dicts,
+    lists, tuples: a header multidict becomes a dict). Past a depth no answer of the
+    service reaches, a container is dropped rather than kept unread."""
+    if isinstance(value, str):
+        for form in forms:
+            value = value.replace(form, HIDDEN)
+        return value
+    if not isinstance(value, Mapping) and type(value) not in (list, tuple):
+        return value
+    if depth >= 20:
+        return None
+    if isinstance(value, Mapping):
+        return {_clean(k, forms, depth + 1): _clean(v, forms, depth + 1) for k, v in value.items()}
+    items = [_clean(item, forms, depth + 1) for item in value]
+    return items if isinstance(value, list) else tuple(items)
 
 
 async def on_token(

@@ -47,6 +47,13 @@ _FIELDS = {f.name: f for f in attrs.fields(MailboxRegistration)}
 _REQUIRED = [name for name, f in _FIELDS.items() if f.default is attrs.NOTHING]
 _KNOWN = frozenset([*_FIELDS, DOCUMENTS_COLUMN])
 _TRUE = ("1", "true", "yes", "si", "sì")
+# What a line holds when every cell of it is blank, whatever the delimiter: spaces,
+# delimiters and quotes (Excel saves an empty row of a 5-column sheet as ";;;;")
+_BLANK = frozenset(' \t\r\n\f\v,;|"')
+
+
+def _blank_line(text: str) -> bool:
+    return all(ch in _BLANK for ch in text)
 
 
 @attrs.frozen
@@ -108,9 +115,11 @@ class RegistrationsCsv:
     delimiter (default ``delimiter=';'``; the command line says ``--delimiter ';'``).
 
     Raises :class:`~pecapi.errors.ValidationError` for a header that cannot be used: an
-    unknown column (named), a required column missing. Then :meth:`rows` gives each
-    non-blank row once, and :meth:`request` makes it a request (iterating the object does
-    both, lazily). No file is opened here: :func:`read_registrations_csv` opens one.
+    unknown column (named), a required column missing, no header at all (an empty file,
+    or one of blank lines). Then :meth:`rows` gives each non-blank row once (a row whose
+    cells are all blank, as ``;;;;``, is blank), and :meth:`request` makes it a request
+    (iterating the object does both, lazily). No file is opened here:
+    :func:`read_registrations_csv` opens one.
     """
 
     def __init__(
@@ -127,14 +136,22 @@ class RegistrationsCsv:
         self.folder = Path(folder)
         # The header line is needed as text (to find the delimiter and to hint at
         # another): read up to it, then hand every line read so far to the reader, so
-        # that its line numbers still count the blank lines before the header.
+        # that its line numbers still count the blank lines before the header. A blank
+        # line before it goes to the reader as an empty one: whatever the delimiter, the
+        # reader then finds the same header line as this loop.
         source = iter(lines)
         head: list[str] = []
+        first: str | None = None
         for text in source:
-            head.append(text.removeprefix("\ufeff") if not head else text)
-            if text.strip():
+            if not head:
+                text = text.removeprefix("\ufeff")
+            if not _blank_line(text):
+                head.append(text)
+                first = text
                 break
-        first = head[-1] if head else ""
+            head.append("\n")
+        if first is None:
+            raise ValidationError(None, f"empty file: no header in {name}")
         self.delimiter: str = sniff_delimiter(first) if delimiter is None else delimiter
         self._reader = csv.reader(itertools.chain(head, source), delimiter=self.delimiter)
         self._remaining = self._rows()
@@ -166,7 +183,8 @@ class RegistrationsCsv:
         reader = self._reader
         try:
             for cells in reader:
-                if cells and cells != [""]:  # blank lines are not rows
+                # blank lines are not rows, nor are rows of blank cells (";;;;")
+                if any(cell.strip() for cell in cells):
                     yield reader.line_num, cells
         except csv.Error as exc:
             line = reader.line_num

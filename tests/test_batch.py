@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +13,9 @@ import pytest
 
 from pecapi import (
     BatchProgress,
+    InsufficientCreditError,
     Mailbox,
+    MailboxRegistration,
     NotFoundError,
     PecClient,
     PecError,
@@ -235,8 +237,15 @@ async def test_provision_checks_registers_and_activates(
     assert by_key[_address(3)].mailbox_id == taken
     assert by_key[_address(1)].steps == ("check: available", "register: ok", "activate: ok")
     records = [json.loads(line) for line in journal.read_text().splitlines()]
-    assert len(records) == 6
+    # each registration is journaled (awaiting_activation) before its activation is sent
+    registered = [r for r in records if r["status"] == "awaiting_activation"]
+    assert [r["key"] for r in registered] == [_address(i) for i in (0, 1, 2, 4)]
+    assert all(r["mailbox_id"] and r["steps"][-1] == "register: ok" for r in registered)
+    assert len(records) == 6 + len(registered)
     assert all(r["key"] and r["status"] for r in records)
+    assert {r["status"] for r in Journal(journal).load().values()} == {
+        "activated", "existing", "duplicate"
+    }  # fmt: skip
     assert emulator.mailboxes[by_key[_address(1)].mailbox_id or ""]["stato"] == "in_evasione"
 
 
@@ -332,3 +341,33 @@ async def test_invalid_rows_flow_through_as_outcomes(
     record = Journal(tmp_path / "j.jsonl").load()["x@y.it"]
     assert record["error"]["field"] == "email"
     assert len(emulator.mailboxes) == 1
+
+
+async def test_a_402_while_an_async_source_is_suspended_skips_the_input_it_gives(
+    client: PecClient, emulator: Emulator
+) -> None:
+    """The source gives the second input only once the first registration was answered
+    402 (an event, not timing): that input, pulled after the stop, is skipped, not sent."""
+    emulator.wallet = Decimal("0")
+    answered = asyncio.Event()
+
+    async def register(registration: MailboxRegistration) -> Mailbox:
+        try:
+            return await client.mailboxes.register(registration)
+        finally:
+            # the 402 stops the batch as this task ends, before the source resumes
+            answered.set()
+
+    async def source() -> AsyncIterator[MailboxRegistration]:
+        yield make_registration("first@testcert.legalmail.it")
+        await answered.wait()
+        yield make_registration("second@testcert.legalmail.it")
+        yield make_registration("third@testcert.legalmail.it")
+
+    batch = client.map(register, source(), concurrency=4)
+    results = sorted(await batch.collect(), key=lambda r: r.index)
+    assert isinstance(results[0].error, InsufficientCreditError)
+    assert [type(r).__name__ for r in results[1:]] == ["BatchSkipped", "BatchSkipped"]
+    assert all(r.error.reason == "insufficient credit" for r in results[1:])  # type: ignore[union-attr]
+    assert emulator.count("POST", "/pec") == 1
+    assert batch.skipped == 2

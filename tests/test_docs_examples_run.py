@@ -371,7 +371,8 @@ async def test_the_provisioning_example_provisions_and_resumes(
     printed = sorted(capsys.readouterr().out.splitlines())
     assert printed == [f"{a} activated {ids[a]}" for a in addresses]
     assert {box["stato"] for box in emulator.mailboxes.values()} == {"in_evasione"}
-    assert len((tmp_path / "people.jsonl").read_text().splitlines()) == 3
+    # two lines a mailbox: registered (awaiting_activation), then activated
+    assert len((tmp_path / "people.jsonl").read_text().splitlines()) == 6
     await run_wrapped("provision", client=client)  # again, with the same journal
     printed = sorted(capsys.readouterr().out.splitlines())
     assert printed == [f"{a} skipped {ids[a]}" for a in addresses]

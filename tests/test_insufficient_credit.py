@@ -440,4 +440,97 @@ def test_no_credit_is_an_incomplete_status() -> None:
     assert STATUSES["no_credit"] is False
     outcome = ProvisionOutcome(key="a", status="no_credit", error=NotSentError("r"))
     assert not outcome.complete
-    assert outcome.record()["error"] == {"type": "NotSentError", "message": "not sent: r"}
+    assert outcome.record()["error"] == {
+        "type": "NotSentError",
+        "message": "not sent: r",
+        "request_sent": False,
+    }
+
+
+# -- the run asked to stop (provision's ``stop``, the CLI's first signal) ----------------
+# Tested with the 402 stop: the same two places keep a request from being paid for.
+
+
+async def test_a_stop_during_the_startup_listing_sends_no_request(
+    client: PecClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    """The listing of the account (``GET /pec``) is held; the run is stopped meanwhile.
+    No request was started before the listing ended, so none sends anything after it."""
+    emulator.faults.once(Fault.latency(0.5), method="GET", path="/pec")
+    stop = asyncio.Event()
+    journal = tmp_path / "run.jsonl"
+
+    async def stop_during_the_listing() -> None:
+        await wait_until(lambda: emulator.count("GET", "/pec") == 1)
+        stop.set()
+
+    stopper = asyncio.create_task(stop_during_the_listing())
+    outcomes, _ = await _provision(client, _requests(8), journal, concurrency=4, stop=stop)
+    await stopper
+    assert outcomes == []
+    assert [(r.method, r.path) for r in emulator.requests] == [("GET", "/pec")]
+    assert emulator.ledger == []
+    assert Journal(journal).load() == {}
+
+    again, _ = await _provision(client, _requests(8), journal, concurrency=4)
+    assert Counter(o.status for o in again) == {"activated": 8}
+    _charged_once(emulator, 8)
+
+
+@pytest.mark.parametrize("held", ["check", "register"])
+async def test_a_stop_while_a_check_is_in_flight_sends_no_registration(
+    client: PecClient, emulator: Emulator, tmp_path: Path, held: str
+) -> None:
+    """The run is stopped while a request's availability check is in flight (held): its
+    registration is not sent, the request is ``stopped`` (not sent, not complete) and no
+    other one is read. ``register``: the first request's registration is in flight too
+    (held, shorter): it finishes (registered and activated, paid once)."""
+    emulator.faults.nth(2 if held == "register" else 1, Fault.latency(1.0), method="GET",
+                        path="/verifica_pec/*")  # fmt: skip
+    if held == "register":
+        emulator.faults.once(Fault.latency(0.3), method="POST", path="/pec")
+    # stopped once what is held is in flight
+    method, path = ("GET", "/verifica_pec/*") if held == "check" else ("POST", "/pec")
+    stopped = False
+    journal = tmp_path / "run.jsonl"
+
+    async def stop_when_held() -> None:
+        nonlocal stopped
+        await wait_until(lambda: emulator.count(method, path) == 1)
+        stopped = True
+
+    stopper = asyncio.create_task(stop_when_held())
+    concurrency = 1 if held == "check" else 2
+    outcomes, _ = await _provision(
+        client, _requests(6), journal, concurrency=concurrency, stop=lambda: stopped
+    )
+    await stopper
+    by_status = Counter(o.status for o in outcomes)
+    if held == "check":
+        assert by_status == {"stopped": 1}
+        assert emulator.count("POST", "/pec") == 0
+    else:
+        assert by_status == {"activated": 1, "stopped": 1}
+        assert emulator.count("POST", "/pec") == 1
+    [late] = [o for o in outcomes if o.status == "stopped"]
+    assert late.steps == ("check: available", "not sent: stopped")
+    assert isinstance(late.error, NotSentError) and late.error.reason == "stopped"
+    assert not late.complete and late.mailbox_id is None
+    record = Journal(journal).load()[late.key]
+    assert (record["status"], record["complete"]) == ("stopped", False)
+    assert record["error"]["request_sent"] is False
+    paid = 0 if held == "check" else 1
+    _charged_once(emulator, paid)
+
+    again, _ = await _provision(client, _requests(6), journal, concurrency=2)
+    assert Counter(o.status for o in again) == {
+        "activated": 6 - paid,
+        **({"skipped": 1} if paid else {}),
+    }
+    _charged_once(emulator, 6)
+
+
+async def test_a_stop_that_is_not_a_function_or_an_event_is_refused(client: PecClient) -> None:
+    with pytest.raises(ValidationError) as info:
+        provision(client, [], stop=True)  # type: ignore[arg-type]
+    assert info.value.field == "stop"

@@ -133,6 +133,50 @@ def test_lines_are_counted_as_the_csv_reader_does() -> None:
     assert items[0].registration.indirizzo_titolare == "via Verdi 20\nscala B"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("sep", list(DELIMITERS))
+def test_rows_of_blank_cells_are_blank_rows_not_invalid_ones(sep: str) -> None:
+    """Excel saves an emptied row of the sheet as ``;;;;`` (a cell per column): a blank
+    row, skipped like an empty line, not a row missing its required cells."""
+    blank = sep * (len(HEADER) - 1)
+    lines = [
+        sep.join(HEADER) + "\r\n",
+        blank + "\r\n",
+        sep.join(_row("anna", documents="")) + "\r\n",
+        sep.join(["  "] * len(HEADER)) + "\r\n",  # spaces in every cell
+        sep * 3 + "\r\n",  # and one of the wrong length, blank all the same
+        blank + "\r\n",
+    ]
+    items = list(RegistrationsCsv(lines, delimiter=sep))
+    assert [(item.line, type(item).__name__) for item in items] == [(3, "ProvisionRequest")]
+
+
+@pytest.mark.parametrize("before", [" \n", "\t\r\n", ";;;;\n", ",,,\n", '"";""\n'], ids=repr)
+def test_a_blank_first_line_is_not_the_header(before: str) -> None:
+    """A line of spaces, delimiters or empty quotes before the header is blank to the
+    loop that finds the header line and to the CSV reader alike: the header is the next
+    line, the delimiter found from it, and the lines still counted."""
+    lines = ["\ufeff" + before, before, ";".join(HEADER) + "\n", ";".join(_row("bea", "")) + "\n"]
+    table = RegistrationsCsv(lines)
+    assert (table.delimiter, table.header) == (";", tuple(HEADER))
+    [item] = list(table)
+    assert isinstance(item, ProvisionRequest) and (item.key, item.line) == (
+        "bea@testcert.legalmail.it",
+        4,
+    )
+
+
+@pytest.mark.parametrize("text", ["", "\ufeff", "\n\n", " \r\n;;;\r\n"], ids=repr)
+def test_an_empty_file_says_it_has_no_header(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValidationError) as info:
+        next(read_registrations_csv(path))
+    assert info.value.field is None
+    assert str(info.value) == "empty file: no header in people.csv"
+    with pytest.raises(ValidationError, match=r"^empty file: no header in the CSV$"):
+        RegistrationsCsv(text.splitlines(keepends=True))
+
+
 # -- a header that cannot be used: the whole file, before any request ---------------------
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from pecapi import (
+    AuthenticationError,
     ConfigurationError,
     OutcomeUnknownError,
     PecClient,
     RetryPolicy,
+    TransportError,
     ValidationError,
 )
 from pecapi.cli import main
@@ -103,8 +105,15 @@ async def test_a_torn_last_line_does_not_swallow_the_next_record(
     assert records[_address(1)]["status"] == records[_address(2)]["status"] == "activated"
     lines = _lines(journal)
     assert lines[-1] == ""  # the file ends with a newline
-    assert lines[1].encode() == fragment or "\ufffd" in lines[1]  # the fragment, alone
-    assert [json.loads(text)["key"] for text in lines[2:-1]] == [_address(1), _address(2)]
+    # the first run's two lines (registered, activated), then the fragment, alone
+    assert lines[2].encode() == fragment or "\ufffd" in lines[2]
+    # each registered (awaiting_activation), then activated
+    after = [(json.loads(text)["key"], json.loads(text)["status"]) for text in lines[3:-1]]
+    assert after == [
+        (address, status)
+        for address in (_address(1), _address(2))
+        for status in ("awaiting_activation", "activated")
+    ]
 
     # a third run does nothing again: one registration per address in all
     again = await _run(client, [_request(1), _request(2)], journal)
@@ -119,7 +128,7 @@ async def test_a_clean_journal_gets_no_blank_lines(client: PecClient, tmp_path: 
     await _run(client, [_request(0), _request(1)], journal)
     lines = _lines(journal)
     assert lines[-1] == "" and all(lines[:-1])
-    assert len(lines) == 3
+    assert len(lines) == 5  # two per request: registered, then activated
 
 
 # -- (b) a journal that cannot be written ------------------------------------------------
@@ -339,7 +348,8 @@ async def test_an_unknown_registration_is_settled_within_the_run(
     assert outcome.status == "activated"
     assert "register: outcome unknown" in outcome.steps and "settled: registered" in outcome.steps
     statuses = [json.loads(line)["status"] for line in _lines(journal) if line]
-    assert statuses == ["pending", "activated"]  # pending written before settling
+    # pending written before settling, awaiting_activation before activating
+    assert statuses == ["pending", "awaiting_activation", "activated"]
     assert emulator.count("POST", "/pec") == 1
     assert len(emulator.charges(operation="register")) == 1
 
@@ -449,3 +459,69 @@ async def test_a_wrong_address_twice_is_invalid_twice(
             outcomes.append(result.value)
     assert [o.status for o in outcomes] == ["invalid", "invalid"]
     assert _sent_for(emulator, "anna") == []
+
+
+# -- (f) the run's own failures and ends -------------------------------------------------
+
+
+async def _outcomes(
+    client: PecClient, requests: list[ProvisionRequest], journal: Path
+) -> list[str]:
+    seen: list[str] = []
+    async with provision(client, requests, journal=journal, concurrency=3) as run:
+        async for result in run:
+            seen.append(result.value.status if result.value else repr(result.error))
+    return seen
+
+
+async def test_a_refused_token_fails_the_run_once_before_any_request(
+    pec_server: RunningEmulator, emulator: Emulator, tmp_path: Path
+) -> None:
+    """The startup listing answered 401: one AuthenticationError from the ``async for``,
+    not one ``error`` per request, and nothing else sent."""
+    journal = tmp_path / "run.jsonl"
+    async with PecClient("not-the-token", sandbox=True, base_url=pec_server.url) as wrong:
+        with pytest.raises(AuthenticationError):
+            await _outcomes(wrong, [_request(i) for i in range(5)], journal)
+    assert [(r.method, r.path, r.status) for r in emulator.requests] == [("GET", "/pec", 401)]
+    assert Journal(journal).load() == {}
+
+
+async def test_a_lost_connection_at_startup_fails_the_run_once(
+    client: PecClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.faults.once(Fault.drop_before(), method="GET", path="/pec")
+    never = client.with_options(retry=RetryPolicy.never())
+    with pytest.raises(TransportError):
+        await _outcomes(never, [_request(i) for i in range(5)], tmp_path / "run.jsonl")
+    assert [(r.method, r.path) for r in emulator.requests] == [("GET", "/pec")]
+
+
+async def test_a_cancellation_during_the_activation_leaves_the_registration_journaled(
+    client: PecClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A second Ctrl-C while the activation is in flight: the registration (paid) is in
+    the journal already, ``awaiting_activation`` with its mailbox; the next run activates
+    that mailbox, never registers the address again."""
+    journal = tmp_path / "run.jsonl"
+    emulator.faults.once(Fault.latency(30), method="PATCH", path="/pec/*/attivazione")
+    first = asyncio.create_task(_run(client, [_request(0)], journal))
+    await wait_until(lambda: emulator.count("PATCH", "/pec/*/attivazione") == 1)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    [box] = emulator.mailboxes
+    record = Journal(journal).load()[_address(0)]
+    assert (record["status"], record["complete"], record["mailbox_id"]) == (
+        "awaiting_activation",
+        False,
+        box,
+    )
+    assert record["steps"] == ["check: available", "register: ok"]
+
+    again = (await _run(client, [_request(0)], journal))[_address(0)]
+    assert (again.status, again.mailbox_id) == ("activated", box)
+    assert again.steps == ("found on the account: registrata", "activate: ok")
+    assert emulator.count("POST", "/pec") == 1
+    assert len(emulator.charges(operation="register")) == 1
+    assert Journal(journal).load()[_address(0)]["status"] == "activated"

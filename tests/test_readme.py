@@ -364,7 +364,8 @@ async def test_the_provisioning_example_runs(
     await run_example("provision", client=client, registrations=registrations)
     assert sorted(capsys.readouterr().out.splitlines()) == [f"{a} activated" for a in addresses]
     assert {box["stato"] for box in emulator.mailboxes.values()} == {"in_evasione"}
-    assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 3
+    # two lines a mailbox: registered (awaiting_activation), then activated
+    assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 6
 
 
 async def test_the_oauth_example_runs(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
+from yarl import URL
 
 from pecapi import (
     AuthenticationError,
+    ConfigurationError,
     MailboxRegistration,
     OutcomeUnknownError,
     PecClient,
@@ -26,8 +28,10 @@ from pecapi import (
 )
 from pecapi.resources import comunica_pec, domains, mailboxes
 from pecapi.testing import Emulator, Fault, RunningEmulator
+from pecapi.transport.auth import bearer_auth
 from pecapi.transport.endpoint import PDF_ACCEPT, Answer, Effect, Endpoint
-from pecapi.transport.pipeline import retry_after_seconds
+from pecapi.transport.pipeline import Pipeline, retry_after_seconds
+from pecapi.transport.requester import Requester
 from pecapi.transport.shared import FreshListing
 from tests.conftest import PDF_BYTES
 
@@ -250,3 +254,106 @@ async def test_a_shared_listing_waiter_stops_at_its_deadline_and_the_listing_wit
         return 1
 
     assert await listing.newer_than(0.0, "options", one) == 1  # a new listing, not the failed
+
+
+async def test_a_shared_listing_past_its_deadline_is_not_started() -> None:
+    listing: FreshListing[int] = FreshListing()
+    started: list[int] = []
+
+    async def fetch() -> int:
+        started.append(1)
+        return 1
+
+    with pytest.raises(PecTimeoutError, match="deadline has passed"):
+        await listing.newer_than(0.0, "options", fetch, time_left=0.0)
+    await asyncio.sleep(0)  # a task created anyway would have run by now
+    assert started == []
+    assert await listing.newer_than(0.0, "options", fetch) == 1 and started == [1]
+
+
+async def test_a_waiter_leaving_does_not_cancel_a_listing_others_wait_for() -> None:
+    listing: FreshListing[int] = FreshListing()
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def fetch() -> int:
+        calls.append(1)
+        await release.wait()
+        return 7
+
+    leaving = asyncio.ensure_future(listing.newer_than(0.0, "options", fetch))
+    staying = asyncio.ensure_future(listing.newer_than(0.0, "options", fetch))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    release.set()
+    assert await staying == 7
+    assert calls == [1]  # one listing, shared, and not cancelled by the one that left
+
+
+async def test_pipeline_aclose_cancels_running_listings() -> None:
+    pipeline = Pipeline(base_url=URL("http://127.0.0.1:9"), auth=bearer_auth("t"))
+    cancelled = asyncio.Event()
+    running = asyncio.Event()
+
+    async def never() -> int:
+        running.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 1
+
+    waiter = asyncio.ensure_future(
+        pipeline.reads.listing("mailboxes.list").newer_than(0.0, "options", never)
+    )
+    await asyncio.wait_for(running.wait(), 10)
+    await pipeline.aclose()
+    assert cancelled.is_set()  # ended by aclose, not left running behind it
+    await asyncio.gather(waiter, return_exceptions=True)
+
+
+async def test_a_requester_sends_each_kind_of_answer_one_way_only(
+    client: PecClient, emulator: Emulator
+) -> None:
+    requester = Requester(client._pipeline)
+    before = len(emulator.requests)
+    with pytest.raises(ConfigurationError, match="answers a PDF: use download"):
+        await requester.call(mailboxes.ACTIVATION_FORM, params={"id": "x"})
+    with pytest.raises(ConfigurationError, match="answers JSON: use call"):
+        await requester.download(mailboxes.GET, params={"id": "x"})  # type: ignore[arg-type]
+    assert len(emulator.requests) == before  # refused before anything was sent
+
+
+async def test_copies_with_equal_options_share_one_listing(client: PecClient) -> None:
+    """Two ``with_options`` copies made alike wait for one read of the listing; a copy
+    with other options gets a read of its own."""
+    from pecapi.transport.requester import _key
+
+    def key_of(copy: PecClient) -> object:
+        return _key(copy.mailboxes._requester.options())
+
+    same = [client.with_options(timeout=7, extra_headers={"X-Tenant": "a"}) for _ in range(2)]
+    other = client.with_options(timeout=7, extra_headers={"X-Tenant": "b"})
+    listing: FreshListing[int] = FreshListing()
+    release = asyncio.Event()
+    fetches: list[object] = []
+
+    def fetcher(key: object) -> Callable[[], Awaitable[int]]:
+        async def fetch() -> int:
+            fetches.append(key)
+            await release.wait()
+            return len(fetches)
+
+        return fetch
+
+    keys = [key_of(c) for c in (*same, other)]
+    waiters = [asyncio.ensure_future(listing.newer_than(0.0, key, fetcher(key))) for key in keys]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*waiters)
+    assert keys[0] == keys[1] != keys[2]
+    assert len(fetches) == 2  # one for the two alike, one for the other

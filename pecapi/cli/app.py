@@ -15,9 +15,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -27,7 +28,7 @@ from pecapi.errors import PecError
 from . import demo, emulator, provision
 from .commands import COMMANDS, GROUPS, Command
 from .connection import add_connection_options, client_from_args
-from .events import error_event
+from .events import error_event, log_event
 from .exits import ExitCode, InputFileError, UsageError, error_text, exit_code_for
 from .fields import add_model_flags
 from .output import Download, Output
@@ -50,7 +51,8 @@ output:
   tables for people by default; --json prints one JSON document per command (API field
   names, enums as values, dates dd/mm/yyyy, timestamps in unix seconds, unknown fields
   kept), JSON lines for provision and demo. An error is one line on stderr: text, or
-  with --json one JSON object ("event": "error", with "exit_code").
+  with --json one JSON object ("event": "error", with "exit_code"). With --json stderr
+  holds JSON lines only: a warning (with -v: each retry) is one "event": "log" object.
 
 exit codes:
   0 success        2 usage error    3 API error (status and code on stderr)
@@ -148,6 +150,61 @@ def _report(exc: BaseException, text: str, code: int, json_mode: bool) -> int:
     return code
 
 
+class _JsonLogHandler(logging.Handler):
+    """Each record as one ``"event": "log"`` JSON line on stderr (looked up at each
+    record: the stream of the moment, which tests capture)."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Warnings from anyone (pecapi, asyncio, aiohttp, Python's warnings); with -v the
+        # library's INFO notes too (each retry and settling). Not what a logger's level
+        # lets through: a caller's DEBUG configuration must not flood stderr.
+        library = record.name == "pecapi" or record.name.startswith("pecapi.")
+        floor = logging.INFO if self.verbose and library else logging.WARNING
+        return record.levelno >= floor and super().filter(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = json.dumps(log_event(record), ensure_ascii=False, default=str)
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except Exception:  # as logging.Handler does: a record never ends the command
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _json_logging(args: argparse.Namespace) -> Iterator[None]:
+    """Under ``--json``, stderr carries JSON lines only: every log record that reaches the
+    root logger (the library's warnings, such as provisioning's "the wallet cannot pay",
+    asyncio's and aiohttp's, Python's ``warnings`` through ``logging.captureWarnings``)
+    is written as a ``"log"`` event rather than as text by Python's last-resort handler.
+
+    ``-v`` then reports each retry and settling as the library logs it (INFO on the
+    ``pecapi`` logger), as log events, instead of the text lines it prints without
+    ``--json``. Undone on the way out: ``main`` may run again in the same process."""
+    verbose = bool(getattr(args, "verbose", False))
+    if verbose:
+        args.verbose = False  # no text retry lines from the client's on_attempt hook
+    handler = _JsonLogHandler(verbose)
+    root, library = logging.getLogger(), logging.getLogger("pecapi")
+    level = library.level
+    if verbose and not library.isEnabledFor(logging.INFO):
+        library.setLevel(logging.INFO)
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        library.setLevel(level)
+        if verbose:
+            args.verbose = True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pecapi`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -163,6 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     args.argv = argv  # for the command that says how to resume (provision)
     json_mode = bool(getattr(args, "json", False))
+    with _json_logging(args) if json_mode else contextlib.nullcontext():
+        return _run(args, json_mode)
+
+
+def _run(args: argparse.Namespace, json_mode: bool) -> int:
+    """The parsed command, its errors reported on stderr; returns the exit code."""
     handler: Handler = args.handler
     try:
         return handler(args)

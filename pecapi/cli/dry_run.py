@@ -136,11 +136,13 @@ class WalletReading:
     error: PecError | None = None
 
 
+def _refused(exc: PecError) -> bool:
+    return isinstance(exc, PecApiError) and exc.status in (401, 403)
+
+
 def _wallet_exit(exc: PecError) -> ExitCode:
     # credentials the token service refuses are configuration, as for a token (exit 6)
-    if isinstance(exc, PecApiError) and exc.status in (401, 403):
-        return ExitCode.CONFIGURATION
-    return exit_code_for(exc)
+    return ExitCode.CONFIGURATION if _refused(exc) else exit_code_for(exc)
 
 
 async def read_wallet(args: argparse.Namespace) -> WalletReading:
@@ -158,7 +160,7 @@ async def read_wallet(args: argparse.Namespace) -> WalletReading:
             wallet = await provider.wallet()
     except PecError as exc:
         reason = f"could not read it: {error_text(exc)}"
-        if _wallet_exit(exc) == ExitCode.CONFIGURATION:
+        if _refused(exc):
             reason += f" (check the e-mail and API key, and {OAUTH_VERSION_HINT})"
         return WalletReading(reason=reason, error=exc)
     return WalletReading(credit=wallet.credit, service=service)
@@ -196,7 +198,7 @@ def _operations(found: Plan, cost: CostEstimate | None) -> list[OperationLine]:
 
 
 def _money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else str(value)  # exact: never through a float
 
 
 def _eur(value: Decimal) -> str:
@@ -332,10 +334,6 @@ class Estimate:
             )
 
 
-def _price(value: Decimal | None) -> str:
-    return "?" if value is None else f"{value:.2f}"
-
-
 def _table(lines: list[OperationLine]) -> Any:
     from rich import box
     from rich.table import Table
@@ -345,8 +343,10 @@ def _table(lines: list[OperationLine]) -> Any:
     for name in ("operation", "mailbox type", "count", "unit price", "subtotal"):
         table.add_column(name, no_wrap=True, justify="right" if name[0] in "cus" else "left")
     for line in lines:
-        unit = "free" if not line.paid else _price(line.unit_price)
-        subtotal = "" if not line.paid or line.subtotal is None else f"{line.subtotal:.2f}"
+        unit, subtotal = "free", ""
+        if line.paid:  # without a price list: "?", and no subtotal
+            unit = "?" if line.unit_price is None else f"{line.unit_price:.2f}"
+            subtotal = "" if line.subtotal is None else f"{line.subtotal:.2f}"
         table.add_row(*(Text(cell) for cell in (
             line.operation, line.mailbox_type, str(line.quantity), unit, subtotal,
         )))  # fmt: skip

@@ -10,8 +10,12 @@ Every line is a JSON object whose ``event`` says what it is:
   ``remaining``, ``interrupted`` and ``exit_code``, plus fields of the command's own;
 - ``"estimate"`` (stdout, alone): ``provision --dry-run``: what the run would do and
   cost against the wallet (pecapi.cli.dry_run builds it);
-- ``"error"`` (stderr, alone): the command failed: ``type``, ``message``, ``exit_code``,
-  plus what the error carries (``field``, ``status``, ``code``, ``path``...).
+- ``"error"`` (stderr, the last line): the command failed: ``type``, ``message``,
+  ``exit_code``, plus what the error carries (``field``, ``status``, ``code``, ``path``...);
+- ``"log"`` (stderr): a note of the library's (a warning; with ``-v`` each retry and
+  settling too) or of Python's: ``level``, ``logger``, ``message``, and ``exception``
+  (the error details) when the record carries one. Under ``--json`` stderr holds
+  nothing else (pecapi.cli.app installs the handler).
 
 docs/guides/cli.md lists every field; tests/cli/test_json_lines.py holds the schema.
 Statuses are open-ended strings (a new one may appear): readers count them, they do not
@@ -20,6 +24,7 @@ enumerate them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,10 +41,12 @@ from .exits import InputFileError, UsageError
 __all__ = [
     "ERROR",
     "ESTIMATE",
+    "LOG",
     "OUTCOME",
     "SUMMARY",
     "error_details",
     "error_event",
+    "log_event",
     "outcome",
     "summary",
 ]
@@ -48,6 +55,7 @@ OUTCOME = "outcome"
 SUMMARY = "summary"
 ESTIMATE = "estimate"
 ERROR = "error"
+LOG = "log"
 
 
 def _one_line(text: str) -> str:
@@ -66,8 +74,9 @@ def error_details(exc: BaseException) -> dict[str, Any]:
         details["code"] = exc.code
     if isinstance(exc, ResponseDecodeError) and exc.status is not None:
         details["status"] = exc.status
-    if isinstance(exc, TransportError):
-        details["request_sent"] = exc.request_sent
+    sent = getattr(exc, "request_sent", None)  # TransportError, TokenError, NotSentError
+    if isinstance(sent, bool):
+        details["request_sent"] = sent
     if isinstance(exc, OutcomeUnknownError):
         details["request_sent"] = True
     if isinstance(exc, (PecApiError, TransportError, ResponseDecodeError)) and exc.method:
@@ -86,6 +95,21 @@ def error_event(exc: BaseException, message: str, exit_code: int) -> dict[str, A
         details["usage"] = _one_line(exc.usage)
     details["message"] = message
     return {"event": ERROR, **details, "exit_code": exit_code}
+
+
+def log_event(record: logging.LogRecord) -> dict[str, Any]:
+    """One log record as a stderr JSON line: its level (``warning``, ``info``...), logger
+    and message on one line; ``exception``: the details of the error it carries, if any
+    (its type and message only: a traceback is for people, and a frame may hold data)."""
+    event: dict[str, Any] = {
+        "event": LOG,
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "message": _one_line(record.getMessage()),
+    }
+    if record.exc_info and record.exc_info[1] is not None:
+        event["exception"] = error_details(record.exc_info[1])
+    return event
 
 
 def outcome(

@@ -107,9 +107,10 @@ async def run(args: argparse.Namespace, out: Output) -> int:
     async def work() -> None:
         nonlocal complete
         async with client_from_args(args) as client:
-            batch = provision(
-                client, items(), concurrency=args.concurrency, journal=journal, total=total
-            )
+            # stop: a row already started sends neither its check nor its registration
+            # after the first signal (it comes out "stopped", done by the next run)
+            batch = provision(client, items(), concurrency=args.concurrency, journal=journal,
+                              total=total, stop=lambda: stop.requested)  # fmt: skip
             with progress(out, "rows", None if out.json_mode else total) as advance:
                 async with batch:
                     async for result in batch:

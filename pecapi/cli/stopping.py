@@ -3,8 +3,11 @@
 The first signal asks the command to start no new item and to let the ones in flight
 finish (each is journaled as usual), then to print a partial summary; a second one
 cancels those in flight (a cancelled registration is journaled as ``pending`` and
-settled by the next run). Either way the command exits with 130 (SIGINT) or 143
-(SIGTERM), as a shell reports a process those signals ended.
+settled by the next run). Later signals are ignored: cancelling again would interrupt
+that cancellation itself (the journal's ``pending`` records, the client's closing) and
+leak tasks and connections; SIGKILL still ends the process at once. Either way the
+command exits with 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process those
+signals ended.
 
 The handlers exist only while :meth:`Stop.run` runs, on the main thread of a platform
 with ``loop.add_signal_handler`` (not Windows): elsewhere Ctrl-C stays a
@@ -36,6 +39,7 @@ class Stop:
     def __init__(self, on_signal: Callable[[str], None] | None = None) -> None:
         self.signal: str | None = None
         self.forced = False  # a second signal cancelled the items in flight
+        self.received = 0  # signals handled, the ignored ones included
         self._on_signal = on_signal
         self._work: asyncio.Task[None] | None = None
 
@@ -49,11 +53,14 @@ class Stop:
         return _CODES[self.signal] if self.signal is not None else ExitCode.OK
 
     def _received(self, name: str) -> None:
+        self.received += 1
         if self.signal is None:
             self.signal = name
             if self._on_signal is not None:
                 self._on_signal(name)
-        elif self._work is not None and not self._work.done():
+        elif not self.forced and self._work is not None and not self._work.done():
+            # Once only: a second cancel() would land in the work's own cleanup (the
+            # batch gathering its cancelled workers, the client closing) and cut it short.
             self.forced = True
             self._work.cancel()
 
@@ -61,22 +68,29 @@ class Stop:
         """Run ``work`` with the signal handlers in place; returns normally when a second
         signal cancelled it (``forced``), so that the caller still prints its summary."""
         loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
+        installed: list[tuple[signal.Signals, Any]] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
+                # What to put back afterwards: remove_signal_handler would leave the
+                # default (KeyboardInterrupt for SIGINT), dropping the handler asyncio.run
+                # installed, which lets a Ctrl-C during the summary cancel the main task
+                # at its next await rather than cut a line short anywhere.
+                before = signal.getsignal(sig)
                 loop.add_signal_handler(sig, self._received, sig.name)
             except (NotImplementedError, RuntimeError, ValueError):
                 continue  # Windows, or not the main thread: the default behaviour stays
-            installed.append(sig)
+            installed.append((sig, before))
         self._work = asyncio.ensure_future(work)
         try:
             # asyncio.wait does not raise the task's cancellation: only our own (which
             # then cancels the work too, below) or nothing.
             await asyncio.wait({self._work})
         finally:
-            for sig in installed:
+            for sig, before in installed:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+                    if before is not None:  # None: set from C, cannot be put back
+                        signal.signal(sig, before)
             if not self._work.done():  # we were cancelled ourselves: take the work along
                 self._work.cancel()
                 await asyncio.gather(self._work, return_exceptions=True)

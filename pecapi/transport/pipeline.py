@@ -161,6 +161,7 @@ class Pipeline:
         if self._closed:
             return
         self._closed = True
+        await self.reads.aclose()  # before the session: a listing still uses it
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -289,6 +290,9 @@ class Pipeline:
         # locals) is its type, never the body (personal data, a signed callback URL).
         payload = _payload(exchange)
         started = time.perf_counter()
+        # Its repr names the URL (``/tokens/{token}`` holds a token): dropped before this
+        # frame ends (``finally``), so no error raised through here keeps it in a local.
+        response: aiohttp.ClientResponse | None = None
         try:
             async with (
                 self.throttle,
@@ -335,6 +339,8 @@ class Pipeline:
                     (time.perf_counter() - started) * 1000,
                 )
             return result
+        finally:
+            response = None
         # Raised here, outside the handler, so that aiohttp's exception is not even the
         # implicit ``__context__``: it holds the request headers, and its traceback holds
         # aiohttp's frames, whose locals are those headers. ``transport_error`` chained a

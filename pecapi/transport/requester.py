@@ -68,10 +68,13 @@ class Requester:
         target: str | None = None,
     ) -> T:
         """Send one call of ``endpoint`` and return its value (what its ``decode`` makes
-        of the envelope; a PDF's bytes). ``params`` fill the path, ``query`` is the
+        of the envelope). ``params`` fill the path, ``query`` is the
         operation's own query, ``body`` makes the body of each attempt. A write's
         ``reconciler`` settles an unknown outcome; ``target`` names what it is about
-        (by default ``<segment>/<id>``): one paid write per target at a time."""
+        (by default ``<segment>/<id>``): one paid write per target at a time. A PDF
+        endpoint is refused: :meth:`download` reads those (one rule, both ways)."""
+        if endpoint.answer is not Answer.ENVELOPE:
+            raise ConfigurationError(f"{endpoint.name} answers a PDF: use download()")
         pipeline = self._pipeline
         exchange = pipeline.exchange(
             endpoint, params=params, query=query, body=body, options=self.options(options)

@@ -59,6 +59,9 @@ class FreshListing(Generic[T]):
         """A listing for ``key`` started at or after ``moment`` (``time.monotonic()``):
         a running or finished one, else one started now with ``fetch()``. ``time_left``:
         how long this caller waits (its deadline), in seconds."""
+        if time_left is not None and time_left <= 0:
+            # Checked before anything starts: a listing nobody waits for is not begun.
+            raise PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
         current = self._by_key.get(key)
         if current is None or current.started < moment or _failed(current.task):
             current = _Listing(_detached(fetch()))
@@ -67,8 +70,6 @@ class FreshListing(Generic[T]):
         try:
             if time_left is None:
                 return await asyncio.shield(current.task)
-            if time_left <= 0:
-                raise PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
             try:
                 return await asyncio.wait_for(asyncio.shield(current.task), time_left)
             except asyncio.TimeoutError as exc:  # not TimeoutError on 3.10
@@ -83,6 +84,14 @@ class FreshListing(Generic[T]):
             raise
         finally:
             current.waiters -= 1
+
+    def cancel(self) -> list[asyncio.Task[T]]:
+        """Cancel every running listing (their client is closing); return their tasks."""
+        running = [listing.task for listing in self._by_key.values() if not listing.task.done()]
+        self._by_key.clear()
+        for task in running:
+            task.cancel()
+        return running
 
     def _keep(self, key: Hashable, listing: _Listing[T]) -> None:
         self._by_key.pop(key, None)  # re-inserted last: the dict's order is the age
@@ -144,6 +153,13 @@ class SharedReads:
         if listing is None:
             listing = self._listings[operation] = FreshListing()
         return listing
+
+    async def aclose(self) -> None:
+        """Cancel the running listings and wait for them to end: none outlives its
+        client (``Pipeline.aclose``)."""
+        running = [task for listing in self._listings.values() for task in listing.cancel()]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     def __repr__(self) -> str:
         return f"SharedReads({sorted(self._listings)})"

@@ -211,9 +211,9 @@ async def test_wrong_token_is_an_api_error(api: Run, monkeypatch: pytest.MonkeyP
 
 async def test_server_error_is_retried_then_reported(api: Run, emulator: Emulator) -> None:
     emulator.faults.once(Fault.status(503, body="html"))
-    retried = await api("-v", "mailboxes", "list", "--json")
+    retried = await api("-v", "mailboxes", "list")  # --json -v: test_json_lines.py
     assert retried.code == 0
-    assert retried.json() == []
+    assert "(none)" in retried.out
     assert emulator.count("GET", "/pec") == 2
     assert "pecapi: retrying mailboxes.list after attempt 1" in retried.err
     emulator.faults.once(Fault.status(503, body="html"))

@@ -4,7 +4,9 @@ written out here independently of the code that writes the lines)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,28 +18,33 @@ from pecapi import PecClient, to_json
 from pecapi.cli import ExitCode
 from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, RunningEmulator
 
-from .conftest import Result, Run
+from .conftest import Result, Run, subprocess_env
 from .test_csv_input import _write
 from .test_provision import _row
 
+# Every object lists every field it may have (additionalProperties: false): a field the
+# documented schema does not name (a leaked secret, a debugging leftover) fails.
+ERROR_FIELDS: dict[str, Any] = {
+    "type": {"type": "string", "minLength": 1},
+    "message": {"type": "string", "minLength": 1, "pattern": "^[^\n]*$"},
+    "field": {"type": "string"},
+    "status": {"type": "integer"},
+    "code": {"type": ["integer", "null"]},
+    "request_sent": {"type": "boolean"},
+    "method": {"type": "string"},
+    "url": {"type": "string"},
+    "path": {"type": "string"},
+}
 ERROR_DETAILS: dict[str, Any] = {
     "type": "object",
     "required": ["type", "message"],
-    "properties": {
-        "type": {"type": "string", "minLength": 1},
-        "message": {"type": "string", "minLength": 1, "pattern": "^[^\n]*$"},
-        "field": {"type": "string"},
-        "status": {"type": "integer"},
-        "code": {"type": ["integer", "null"]},
-        "request_sent": {"type": "boolean"},
-        "method": {"type": "string"},
-        "url": {"type": "string"},
-        "path": {"type": "string"},
-    },
+    "additionalProperties": False,
+    "properties": ERROR_FIELDS,
 }
 OUTCOME: dict[str, Any] = {
     "type": "object",
     "required": ["event", "key", "status", "complete", "error"],
+    "additionalProperties": False,
     "properties": {
         "event": {"const": "outcome"},
         "key": {"type": "string"},
@@ -63,6 +70,7 @@ SUMMARY: dict[str, Any] = {
         "interrupted",
         "exit_code",
     ],
+    "additionalProperties": False,
     "properties": {
         "event": {"const": "summary"},
         "total": {"type": "integer", "minimum": 0},
@@ -72,22 +80,50 @@ SUMMARY: dict[str, Any] = {
         "remaining": {"type": "integer", "minimum": 0},
         "interrupted": {"enum": [None, "SIGINT", "SIGTERM"]},
         "exit_code": {"type": "integer"},
-        "journal": {"type": "string"},
+        "journal": {"type": "string"},  # provision
         "resume": {"type": ["string", "null"]},
+        "charges": {  # demo: the emulator's ledger and counters
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["count", "amount"],
+                "additionalProperties": False,
+                "properties": {
+                    "count": {"type": "integer", "minimum": 0},
+                    "amount": {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$"},
+                },
+            },
+        },
+        "total_charged": {"type": "string"},
+        "wallet_before": {"type": "string"},
+        "wallet_after": {"type": "string"},
+        "requests": {"type": "integer", "minimum": 0},
+        "mailboxes_on_account": {"type": "integer", "minimum": 0},
+        "seconds": {"type": "number", "minimum": 0},
     },
 }
 ERROR: dict[str, Any] = {
-    "allOf": [
-        ERROR_DETAILS,
-        {
-            "required": ["event", "exit_code"],
-            "properties": {
-                "event": {"const": "error"},
-                "exit_code": {"type": "integer", "minimum": 1},
-                "usage": {"type": "string"},
-            },
-        },
-    ]
+    "type": "object",
+    "required": ["event", "type", "message", "exit_code"],
+    "additionalProperties": False,
+    "properties": {
+        "event": {"const": "error"},
+        **ERROR_FIELDS,
+        "exit_code": {"type": "integer", "minimum": 1},
+        "usage": {"type": "string"},
+    },
+}
+LOG: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "level", "logger", "message"],
+    "additionalProperties": False,
+    "properties": {
+        "event": {"const": "log"},
+        "level": {"enum": ["debug", "info", "warning", "error", "critical"]},
+        "logger": {"type": "string", "minLength": 1},
+        "message": {"type": "string", "pattern": "^[^\n]*$"},
+        "exception": ERROR_DETAILS,
+    },
 }
 AMOUNT: dict[str, Any] = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
@@ -160,7 +196,7 @@ ESTIMATE: dict[str, Any] = {
         "exit_code": {"type": "integer"},
     },
 }  # fmt: skip
-LINE: dict[str, Any] = {"oneOf": [OUTCOME, SUMMARY, ESTIMATE, ERROR]}
+LINE: dict[str, Any] = {"oneOf": [OUTCOME, SUMMARY, ESTIMATE, ERROR, LOG]}
 VALIDATOR = jsonschema.Draft202012Validator(LINE)
 
 
@@ -333,3 +369,60 @@ async def test_a_model_is_printed_as_pecapi_to_json(
     assert None not in got.json().values()  # unset fields are left out, as to_json does
     assert (await api("--json", "mailboxes", "list")).json() == [to_json(m) for m in listed]
     assert (await api("--json", "domains", "check", "legalmail.it")).json() == to_json(domain)
+
+
+def test_the_schema_refuses_a_field_it_does_not_name() -> None:
+    # e.g. a secret leaking into a line: every object lists all of its fields
+    valid = [
+        {"event": "outcome", "key": "a@b.it", "status": "activated", "complete": True,
+         "error": None, "line": 2, "mailbox_id": "x", "steps": []},
+        {"event": "summary", "total": 1, "statuses": {"activated": 1}, "complete": 1,
+         "incomplete": 0, "remaining": 0, "interrupted": None, "exit_code": 0},
+        {"event": "error", "type": "ConfigurationError", "message": "no token",
+         "exit_code": 6},
+        {"event": "log", "level": "warning", "logger": "pecapi", "message": "careful"},
+    ]  # fmt: skip
+    for event in valid:
+        VALIDATOR.validate(event)
+        with pytest.raises(jsonschema.ValidationError):
+            VALIDATOR.validate({**event, "token": "canary"})
+    failed = {**valid[0], "error": {"type": "X", "message": "m", "token": "canary"}}
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(failed)
+
+
+async def test_provision_out_of_credit_writes_only_json_on_stderr(tmp_path: Path) -> None:
+    # A real process: there the library's warning ("the wallet cannot pay...") would
+    # reach stderr as text through Python's last-resort handler (under pytest, in-process,
+    # pytest's own logging handlers hide that).
+    source = _write(tmp_path, [_row(f"user{i}") for i in range(4)])
+    emulator = Emulator(credit=Decimal("10.00"))  # one BRONZE registration (8.00), not two
+    async with emulator.serve() as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pecapi", "--sandbox", "--base-url", server.url, "--json",
+            "provision", str(source), "--concurrency", "1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**subprocess_env(), "OPENAPI_SANDBOX_TOKEN": DEFAULT_TOKEN},
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == ExitCode.FAILURE, err.decode()
+    logs = [validate(line) for line in err.decode().splitlines()]
+    assert logs and all(e["event"] == "log" for e in logs)
+    [warning] = [e for e in logs if "wallet cannot pay" in e["message"]]
+    assert (warning["level"], warning["logger"]) == ("warning", "pecapi")
+    _, summary = stream(Result(proc.returncode, out.decode(), err.decode()))
+    assert summary["statuses"] == {"activated": 1, "no_credit": 3}
+    assert len(emulator.charges("register")) == 1
+
+
+async def test_verbose_json_reports_retries_as_log_events(api: Run, pec_emulator: Emulator) -> None:
+    pec_emulator.faults.once(Fault.status(503, body="html"))
+    result = await api("--json", "-v", "mailboxes", "list")
+    assert result.code == ExitCode.OK, result.err
+    assert result.json() == []
+    [retry] = [validate(line) for line in result.err.splitlines()]
+    assert (retry["event"], retry["level"], retry["logger"]) == ("log", "info", "pecapi")
+    assert retry["message"].startswith("retrying mailboxes.list after attempt 1")
+    pec_emulator.faults.once(Fault.status(503, body="html"))
+    quiet = await api("--json", "mailboxes", "list")  # without -v: the retry is not told
+    assert (quiet.code, quiet.err) == (ExitCode.OK, "")

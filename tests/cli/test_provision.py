@@ -56,7 +56,9 @@ async def test_provision_a_csv_and_resume(api: Run, pec_emulator: Emulator, tmp_
     charged = [c.target_id for c in pec_emulator.charges(operation="register")]
     assert len(charged) == len(set(charged)) == 20
     lines = journal.read_text().splitlines()
-    assert len(lines) == 20 + 1 + 1  # 20 done + the invalid row, then the invalid row again
+    # 20 registered (journaled before their activation), 20 activated, the invalid
+    # row, then the invalid row again
+    assert len(lines) == 20 + 20 + 1 + 1
 
 
 async def test_provision_refuses_an_unknown_column(api: Run, tmp_path: Path) -> None:
