@@ -26,6 +26,7 @@ the next repetition) and the medians are reported.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import random
 import time
@@ -171,7 +172,21 @@ def measure_once(client: str, server: ServerInfo, n: int, concurrency: int, warm
     return asyncio.run(runner(server, n, concurrency, warmup))
 
 
+#: The peers' modules: a peer not installed is left out of the run (said in the log),
+#: so that pecapi's own overhead can be measured without the ``bench`` extra.
+_PEER_MODULES = {"httpx": "httpx", "sdk": "openapi_python_sdk"}
+
+
+def _installed(client: str) -> bool:
+    module = _PEER_MODULES.get(client)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
 def run(config: RequestsConfig, log: Callable[[str], None]) -> tuple[list[Measure], Any]:
+    for client in config.clients:
+        if not _installed(client):
+            log(f"  requests: {client} is not installed (pip install -e '.[bench]'): left out")
+    config = attrs.evolve(config, clients=tuple(c for c in config.clients if _installed(c)))
     samples: dict[str, dict[int, list[Sample]]] = {
         c: {k: [] for k in config.concurrencies} for c in config.clients
     }

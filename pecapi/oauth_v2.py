@@ -42,6 +42,7 @@ from pecapi.oauth_v2_api import (
 from pecapi.secret import Secret
 from pecapi.transport.auth import bearer_auth
 from pecapi.transport.options import Timeout
+from pecapi.transport.transport_errors import raise_unchained
 from pecapi.wallet import V2_TRANSACTIONS, V2_WALLET, Wallet, WalletTransaction
 
 __all__ = ["OAUTH_V2_PRODUCTION_URL", "OAUTH_V2_SANDBOX_URL", "OAuthV2TokenProvider"]
@@ -182,7 +183,10 @@ class OAuthV2TokenProvider(RenewingProvider):
                 error = error or exc
         self._owned[:0] = failed
         if error is not None:
-            raise error
+            # Not a bare raise: on 3.10 this coroutine may still see a caught aiohttp
+            # error as the one being handled, and make it the error's __context__ (its
+            # frames hold the response, whose repr names /tokens/{token}).
+            raise_unchained(error)
         if deleted:
             logger.debug("revoked %d OAuth token(s)", deleted)
         return deleted

@@ -28,11 +28,11 @@ from pecapi import (
 )
 from pecapi.oauth_service import TokenService
 from pecapi.secret import Secret
-from pecapi.testing import DEFAULT_TOKEN, Emulator, OAuthEmulator
+from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, OAuthEmulator
 from pecapi.transport.auth import BearerAuth, StaticAuth, basic_auth, bearer_auth
 from pecapi.transport.endpoint import Effect, Endpoint, Reply
 from pecapi.transport.pipeline import Pipeline
-from tests.conftest import no_sleep
+from tests.conftest import FakeTime, no_sleep
 from tests.leaks import secret_leaks
 from tests.test_oauth_service import reply, server
 from tests.test_secrets import BROKEN_ANSWERS, raw_server
@@ -234,3 +234,24 @@ async def test_broken_answers_to_a_refresh_leak_nothing(
             await tokens.aclose()
     assert str(info.value).startswith("OAuth service") or "OAuth service" in str(info.value)
     assert_clean(info.value, caplog)
+
+
+async def test_a_429_of_the_token_service_is_waited_out_as_it_asks() -> None:
+    """The PEC call that needed the token retries after the service's own Retry-After,
+    not after its backoff (the TokenError carries the service's RateLimitError)."""
+    time = FakeTime()
+    emu = Emulator(tokens={})
+    oauth = OAuthEmulator(emu, email=EMAIL, api_key=KEY)
+    oauth.faults.once(Fault.status(429, retry_after=9), method="POST", path="/token")
+    policy = RetryPolicy(sleep=time.sleep, clock=time.clock, backoff=0.5, backoff_max=20)
+    async with emu.serve() as pec, oauth.serve() as auth:
+        provider = OAuthTokenProvider(
+            EMAIL, KEY, scopes=all_pec_scopes(sandbox=True), sandbox=True, base_url=auth.url
+        )
+        async with (
+            provider,
+            PecClient(provider, sandbox=True, base_url=pec.url, retry=policy) as client,
+        ):
+            assert await client.mailboxes.list() == []
+    assert time.waits == [9]
+    assert oauth.creations == 1

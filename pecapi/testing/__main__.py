@@ -1,5 +1,9 @@
 """``python -m pecapi.testing``: serve an emulator until Ctrl-C (or SIGTERM).
 
+Its base URL is the first line on stdout; with ``--oauth-v2-port``, the OAuth v2 token
+service of the same emulator (tokens for it, its wallet) is served too and its base URL is
+the second line.
+
 Exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 could not listen (port busy, no such
 address), 2 usage error (including a non-loopback ``--host`` with the public test token).
 """
@@ -16,14 +20,19 @@ import socket
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import TypeVar
 
 from pecapi.transport.urls import is_loopback
 
 from .account import DEFAULT_TOKEN
 from .admin import ADMIN_PREFIX
 from .emulator import Emulator, RunningEmulator
+from .oauth_v2 import OAuthV2Emulator, RunningOAuthV2
 
 PROG = "pecapi.testing"
+# The OAuth v2 account of the command line unless given: OAuthV2Emulator's own defaults.
+DEFAULT_OAUTH_EMAIL = "mail@domain.com"
+DEFAULT_OAUTH_API_KEY = "pecapi-emulator-api-key"
 
 
 class _CannotStart(Exception):
@@ -128,6 +137,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="deliver callbacks to any host a request names, which sends traffic off the "
         "machine (default: off)",
     )
+    parser.add_argument(
+        "--oauth-v2-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="also serve the OAuth v2 token service (POST /tokens, /wallet, ...) of this "
+        "emulator on --host at this port, 0 for any free one; its URL is printed on a second "
+        "line (default: off)",
+    )
+    parser.add_argument(
+        "--oauth-email",
+        default=DEFAULT_OAUTH_EMAIL,
+        metavar="EMAIL",
+        help="HTTP Basic user name of the OAuth v2 token service (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--oauth-api-key",
+        default=DEFAULT_OAUTH_API_KEY,
+        metavar="KEY",
+        help="HTTP Basic password (API key) of the OAuth v2 token service (default: the "
+        "public %(default)s, which is refused with a non-loopback --host)",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -148,6 +179,25 @@ def _check(args: argparse.Namespace) -> None:
             "give a --token of your own (the default one is public)",
             2,
         )
+    if args.oauth_v2_port is not None:
+        email, key = args.oauth_email, args.oauth_api_key
+        # Basic credentials: a colon ends the user name (RFC 7617)
+        if not email or email != email.strip() or ":" in email:
+            raise _CannotStart(
+                f"{PROG}: --oauth-email must be non-empty, without a colon or surrounding spaces",
+                2,
+            )
+        if not key or key != key.strip():
+            raise _CannotStart(
+                f"{PROG}: --oauth-api-key must be non-empty, without surrounding spaces", 2
+            )
+        # the same reason as for --token: the default key is in the documentation
+        if not is_loopback(args.host) and args.oauth_api_key == DEFAULT_OAUTH_API_KEY:
+            raise _CannotStart(
+                f"{PROG}: --host {args.host or '(all interfaces)'} is not a loopback address: "
+                "give an --oauth-api-key of your own (the default one is public)",
+                2,
+            )
     admin = args.admin_token
     if admin is not None and (not admin or admin.split() != [admin]):
         raise _CannotStart(f"{PROG}: --admin-token must be non-empty, without spaces", 2)
@@ -158,11 +208,17 @@ def _check(args: argparse.Namespace) -> None:
         )
 
 
+_Server = TypeVar("_Server", RunningEmulator, RunningOAuthV2)
+
+
 async def _listen(
-    stack: contextlib.AsyncExitStack, emulator: Emulator, host: str, port: int
-) -> RunningEmulator:
+    stack: contextlib.AsyncExitStack,
+    server: contextlib.AbstractAsyncContextManager[_Server],
+    host: str,
+    port: int,
+) -> _Server:
     try:
-        return await stack.enter_async_context(emulator.serve(host, port))
+        return await stack.enter_async_context(server)
     except OSError as exc:
         # asyncio's own message repeats the address as a tuple: the errno's text is clearer
         if isinstance(exc, socket.gaierror) or not exc.errno:
@@ -173,7 +229,7 @@ async def _listen(
         raise _CannotStart(f"{PROG}: cannot listen on {where}: {reason}", 1) from None
 
 
-def _local_url(running: RunningEmulator) -> str:
+def _local_url(running: RunningEmulator | RunningOAuthV2) -> str:
     """A URL pecapi's client accepts for this server (plain http only to loopback)."""
     try:
         address = ipaddress.ip_address(running.host)
@@ -210,9 +266,19 @@ async def serve(args: argparse.Namespace) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
-        running = await _listen(stack, emulator, args.host, args.port)
+        running = await _listen(stack, emulator.serve(args.host, args.port), args.host, args.port)
         url = _local_url(running)
-        print(url, flush=True)
+        oauth_url = None
+        if args.oauth_v2_port is not None:
+            oauth = OAuthV2Emulator(emulator, email=args.oauth_email, api_key=args.oauth_api_key)
+            served = await _listen(
+                stack, oauth.serve(args.host, args.oauth_v2_port), args.host, args.oauth_v2_port
+            )
+            oauth_url = _local_url(served)
+            # both lines at once: a reader of the first line may wait for the second
+            print(f"{url}\n{oauth_url}", flush=True)
+        else:
+            print(url, flush=True)
         print(
             f"{PROG}: {emulator.environment} emulator at {url} "
             f"({_describe(args.token)}); Ctrl-C to stop",
@@ -220,6 +286,8 @@ async def serve(args: argparse.Namespace) -> None:
             flush=True,
         )
         print(_admin_note(args, url), file=sys.stderr, flush=True)
+        if oauth_url is not None:
+            print(_oauth_note(args, oauth_url), file=sys.stderr, flush=True)
         if not is_loopback(running.host):
             print(_remote_note(running), file=sys.stderr, flush=True)
         await stop.wait()
@@ -233,6 +301,18 @@ def _admin_note(args: argparse.Namespace, url: str) -> str:
     else:
         return f"{PROG}: admin surface off: a non-loopback --host needs an --admin-token of its own"
     return f"{PROG}: admin surface at {url}{ADMIN_PREFIX}/ ({whose})"
+
+
+def _oauth_note(args: argparse.Namespace, url: str) -> str:
+    # The default key is printed so that users can copy it; one of their own is not.
+    if args.oauth_api_key == DEFAULT_OAUTH_API_KEY:
+        key = f"API key {args.oauth_api_key!r}"
+    else:
+        key = "the API key given with --oauth-api-key"
+    return (
+        f"{PROG}: OAuth v2 token service at {url} (HTTP Basic: {args.oauth_email!r}, {key}); "
+        "its tokens work on the emulator above, its wallet is the emulator's"
+    )
 
 
 def _remote_note(running: RunningEmulator) -> str:

@@ -231,8 +231,9 @@ def _wait_before_retry(
     if attempt >= policy.max_attempts:
         return None
     delay = policy.backoff_for(attempt)
-    if isinstance(error, RateLimitError) and error.retry_after is not None:
-        delay = error.retry_after
+    limited = error.cause if isinstance(error, TokenError) else error  # the token service's 429
+    if isinstance(limited, RateLimitError) and limited.retry_after is not None:
+        delay = limited.retry_after
         if deadline is None and delay > policy.backoff_max:
             return None  # a wait beyond what the policy allows: fail now, not in a day
     if deadline is not None and policy.clock() + delay >= deadline:

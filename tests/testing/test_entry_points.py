@@ -171,6 +171,10 @@ def test_help_shows_every_default(argv: list[str], capsys) -> None:
         "(repeatable; default: only to loopback)",
         "off the machine (default: off)",
         "(default: off, sandbox)",
+        "--oauth-v2-port PORT also serve the OAuth v2 token service",
+        "--oauth-email EMAIL HTTP Basic user name of the OAuth v2 token service (default: "
+        "mail@domain.com)",
+        "(default: the public pecapi-emulator-api-key, which is refused with a non-loopback",
     ):
         assert expected in text, expected
     # every option says its default, those added later too
