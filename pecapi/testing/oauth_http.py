@@ -24,11 +24,10 @@ from aiohttp import web
 from pecapi.secret import Secret
 
 from .account import seeded_random
-
-# The PEC emulator's answers to faults, so that a fault reads the same on every server.
-from .app import _GATEWAY_TIMEOUT, EVERY_PATH, _drop, _slow, _status_response, _truncated
+from .app import EVERY_PATH
 from .emulator import Emulator
-from .faults import Fault, FaultPlan
+from .fault_http import answer_with_faults
+from .faults import FaultPlan
 from .late import Incoming, LateCommits, read_request
 from .ledger import RequestRecord
 from .replies import JSON_HEADERS, Reply
@@ -146,61 +145,15 @@ class TokenService:
         record = RequestRecord(method, self._log_path(path), None, None)
         self.request_log.append(record)
         incoming = await read_request(request, method, path)
-        fault = self.faults.pick(method, path)
-        if fault is not None:
-            record.fault = fault.kind
-            if fault.kind == "latency":
-                await asyncio.sleep(self.faults.latency_of(fault))
-                fault = None
-            elif fault.kind == "status":
-                record.status = fault.code
-                return _status_response(fault)
-            elif fault.kind == "drop_before":
-                return _drop(request)
-            elif fault.kind == "answer":
-                record.status = fault.code
-                canned = {"Content-Type": fault.content_type} if fault.content_type else {}
-                return web.Response(status=fault.code, body=fault.payload, headers=canned)
-            elif fault.kind == "late":
-                return await self._late(request, incoming, record, fault, received)
-        reply = self.process(incoming)
-        record.status = reply[0]
-        if fault is None:
-            status, body, headers = reply
-            return web.Response(status=status, body=body, headers=headers)
-        if fault.kind == "drop_after":
-            record.status = None
-            return _drop(request)
-        if fault.kind == "slow_body":
-            return await _slow(request, reply, fault)
-        if fault.kind == "truncated_body":
-            return await _truncated(request, reply, fault)
-        body = reply[1]  # malformed_json
-        record.status = 200
-        broken = body[: len(body) // 2] if len(body) > 2 else b'{"data": '
-        return web.Response(status=200, body=broken, headers=JSON_HEADERS)
-
-    async def _late(
-        self,
-        request: web.Request,
-        incoming: Incoming,
-        record: RequestRecord,
-        fault: Fault,
-        received: float,
-    ) -> web.StreamResponse:
-        """Answer now without processing; process ``fault.delay`` seconds after the request
-        was received (a token created although the client saw a 504)."""
-
-        def commit() -> None:
-            record.status = self.process(incoming)[0]
-
-        task = self.late_commits.schedule(received + fault.delay, commit)
-        if fault.reply == "504":
-            record.status = 504
-            return _status_response(_GATEWAY_TIMEOUT)
-        if fault.reply == "hang":
-            await asyncio.wait([task])
-        return _drop(request)
+        return await answer_with_faults(
+            request,
+            incoming,
+            record,
+            faults=self.faults,
+            late_commits=self.late_commits,
+            process=self.process,
+            received=received,
+        )
 
     def app(self) -> web.Application:
         """The aiohttp application of the service (every path answers JSON)."""
