@@ -5,11 +5,18 @@ JSON; pecapi also decodes it into a ``Mailbox``. For each client and concurrency
 
 - CPU time per request of *this* process (``time.process_time``: every thread, not the
   server, which runs in its own process);
-- throughput (requests per second of wall time).
+- throughput (requests per second of wall time);
+- garbage collections (generation 0) per request (``gc.callbacks``).
+
+``benchmarks/bench_icount.py`` runs the same clients under valgrind to count
+instructions instead of CPU time.
 
 Clients:
 
 - ``pecapi``: ``await client.mailboxes.get(id)`` -> ``Mailbox``;
+- ``pecapi-raw``: the same call asking for the raw answer without decoding it (the
+  escape hatch; which call is :data:`RAW_CALLS` [``--raw-call``], by default
+  :data:`DEFAULT_RAW_CALL`);
 - ``aiohttp``: a raw ``aiohttp.ClientSession`` GET, status check and ``json.loads``;
 - ``httpx``: ``httpx.AsyncClient`` GET, status check and ``json.loads``;
 - ``sdk``: the official ``openapi_python_sdk.client.Client.request("GET", url)``
@@ -26,7 +33,6 @@ the next repetition) and the medians are reported.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import random
 import time
@@ -38,12 +44,27 @@ import aiohttp
 import attrs
 
 import pecapi
-from benchmarks.common import Measure, ServerInfo, client_limits, emulator_server, median
+from benchmarks.common import (
+    Gen0Counter,
+    Measure,
+    ServerInfo,
+    client_limits,
+    emulator_server,
+    installed,
+    median,
+    skip,
+)
+from benchmarks.raw_calls import DEFAULT_RAW_CALL, RAW_CALLS, raw_json_wrapper
 
-__all__ = ["CLIENTS", "RequestsConfig", "run"]
+__all__ = ["CLIENTS", "DEFAULT_RAW_CALL", "RAW_CALLS", "RequestsConfig", "measure_once", "run"]
 
-CLIENTS = ("pecapi", "aiohttp", "httpx", "sdk")
+CLIENTS = ("pecapi", "pecapi-raw", "aiohttp", "httpx", "sdk")
 PEERS = ("httpx", "sdk")
+#: The targets of CPU (and instructions) per request against raw aiohttp + json.loads.
+TARGET_DECODED = 1.3
+TARGET_RAW = 1.15
+#: gen0 collections per request, against raw aiohttp's.
+TARGET_GEN0 = 2.0
 
 
 @attrs.frozen
@@ -54,9 +75,14 @@ class RequestsConfig:
     repeats: int = 5
     warmup: int = 200
     clients: tuple[str, ...] = CLIENTS
+    raw_call: str = DEFAULT_RAW_CALL
 
     def count(self, concurrency: int) -> int:
-        return dict(self.requests)[concurrency]
+        counts = dict(self.requests)
+        if concurrency in counts:
+            return counts[concurrency]
+        # A concurrency not listed: the count of the nearest one listed.
+        return counts[min(counts, key=lambda c: abs(c - concurrency))]
 
 
 @attrs.frozen
@@ -64,6 +90,8 @@ class Sample:
     cpu: float
     wall: float
     n: int
+    gen0: int = 0  #: generation-0 collections during the timed requests
+    collections: int = 0  #: collections of any generation
 
 
 async def _drive(one: Callable[[], Awaitable[Any]], n: int, concurrency: int) -> None:
@@ -82,9 +110,11 @@ async def _timed(
     one: Callable[[], Awaitable[Any]], n: int, concurrency: int, warmup: int
 ) -> Sample:
     await _drive(one, max(warmup, concurrency), concurrency)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    await _drive(one, n, concurrency)
-    return Sample(time.process_time() - cpu0, time.perf_counter() - wall0, n)
+    with Gen0Counter() as gen:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await _drive(one, n, concurrency)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return Sample(cpu, wall, n, gen.count, gen.all)
 
 
 async def run_pecapi(server: ServerInfo, n: int, concurrency: int, warmup: int) -> Sample:
@@ -98,6 +128,17 @@ async def run_pecapi(server: ServerInfo, n: int, concurrency: int, warmup: int) 
 
         box = await one()
         assert isinstance(box, pecapi.Mailbox) and box.id == mailbox_id, box
+        return await _timed(one, n, concurrency, warmup)
+
+
+async def run_pecapi_raw(
+    server: ServerInfo, n: int, concurrency: int, warmup: int, raw_call: str = DEFAULT_RAW_CALL
+) -> Sample:
+    async with pecapi.PecClient(
+        server.token, sandbox=True, base_url=server.url, **client_limits(concurrency)
+    ) as client:
+        one = RAW_CALLS[raw_call](client, server.mailbox)
+        await one()
         return await _timed(one, n, concurrency, warmup)
 
 
@@ -150,43 +191,73 @@ def run_sdk(server: ServerInfo, n: int, concurrency: int, warmup: int) -> Sample
         if concurrency <= 1:
             for i in range(warmup):
                 one(i)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            for i in range(n):
-                one(i)
-            return Sample(time.process_time() - cpu0, time.perf_counter() - wall0, n)
+            with Gen0Counter() as gen:
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                for i in range(n):
+                    one(i)
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            return Sample(cpu, wall, n, gen.count, gen.all)
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             for _ in pool.map(one, range(max(warmup, concurrency * 2))):
                 pass
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            for _ in pool.map(one, range(n)):
-                pass
-            return Sample(time.process_time() - cpu0, time.perf_counter() - wall0, n)
+            with Gen0Counter() as gen:
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                for _ in pool.map(one, range(n)):
+                    pass
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            return Sample(cpu, wall, n, gen.count, gen.all)
     finally:
         sdk.client.close()
 
 
-def measure_once(client: str, server: ServerInfo, n: int, concurrency: int, warmup: int) -> Sample:
+def measure_once(
+    client: str,
+    server: ServerInfo,
+    n: int,
+    concurrency: int,
+    warmup: int,
+    raw_call: str = DEFAULT_RAW_CALL,
+) -> Sample:
     if client == "sdk":
         return run_sdk(server, n, concurrency, warmup)
+    if client == "pecapi-raw":
+        return asyncio.run(run_pecapi_raw(server, n, concurrency, warmup, raw_call))
     runner = {"pecapi": run_pecapi, "aiohttp": run_aiohttp, "httpx": run_httpx}[client]
     return asyncio.run(runner(server, n, concurrency, warmup))
 
 
-#: The peers' modules: a peer not installed is left out of the run (said in the log),
+#: The peers' modules: a peer not installed is left out of the run (said in the output),
 #: so that pecapi's own overhead can be measured without the ``bench`` extra.
-_PEER_MODULES = {"httpx": "httpx", "sdk": "openapi_python_sdk"}
+PEER_MODULES = {"httpx": "httpx", "sdk": "openapi_python_sdk"}
+PEER_PACKAGES = {"httpx": "httpx", "sdk": "openapi-python-sdk"}
 
 
-def _installed(client: str) -> bool:
-    module = _PEER_MODULES.get(client)
-    return module is None or importlib.util.find_spec(module) is not None
+def available(
+    clients: tuple[str, ...], log: Callable[[str], None], raw_call: str = DEFAULT_RAW_CALL
+) -> tuple[str, ...]:
+    """The clients that can run here; the others are recorded as skipped."""
+    found = []
+    for client in clients:
+        if client == "pecapi-raw" and raw_call == "with_raw_json" and not raw_json_wrapper():
+            skip("pecapi-raw", "this pecapi has no with_raw_json (--raw-call)", log)
+            continue
+        module = PEER_MODULES.get(client)
+        if module is None or installed(module):
+            found.append(client)
+        else:
+            skip(
+                f"requests: {client}",
+                f"{PEER_PACKAGES[client]} is not installed (see benchmarks/README.md, "
+                '"Installing")',
+                log,
+            )
+    return tuple(found)
 
 
 def run(config: RequestsConfig, log: Callable[[str], None]) -> tuple[list[Measure], Any]:
-    for client in config.clients:
-        if not _installed(client):
-            log(f"  requests: {client} is not installed (pip install -e '.[bench]'): left out")
-    config = attrs.evolve(config, clients=tuple(c for c in config.clients if _installed(c)))
+    if config.raw_call not in RAW_CALLS:
+        raise ValueError(f"unknown raw call {config.raw_call!r}: one of {sorted(RAW_CALLS)}")
+    config = attrs.evolve(config, clients=available(config.clients, log, config.raw_call))
     samples: dict[str, dict[int, list[Sample]]] = {
         c: {k: [] for k in config.concurrencies} for c in config.clients
     }
@@ -198,13 +269,18 @@ def run(config: RequestsConfig, log: Callable[[str], None]) -> tuple[list[Measur
                 rng.shuffle(order)
                 for client in order:
                     s = measure_once(
-                        client, server, config.count(concurrency), concurrency, config.warmup
+                        client,
+                        server,
+                        config.count(concurrency),
+                        concurrency,
+                        config.warmup,
+                        config.raw_call,
                     )
                     samples[client][concurrency].append(s)
                     log(
                         f"  requests rep {rep + 1}/{config.repeats} c={concurrency:<3} "
-                        f"{client:<7} {s.cpu / s.n * 1e6:7.1f} us CPU/req "
-                        f"{s.n / s.wall:7.0f} req/s"
+                        f"{client:<10} {s.cpu / s.n * 1e6:7.1f} us CPU/req "
+                        f"{s.n / s.wall:7.0f} req/s {s.gen0 / s.n:.4f} gen0/req"
                     )
 
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -214,6 +290,7 @@ def run(config: RequestsConfig, log: Callable[[str], None]) -> tuple[list[Measur
             summary[client][str(concurrency)] = {
                 "cpu_us_per_request": median([s.cpu / s.n * 1e6 for s in runs]),
                 "requests_per_s": median([s.n / s.wall for s in runs]),
+                "gen0_per_request": median([s.gen0 / s.n for s in runs]),
             }
 
     def cpu(client: str, c: int) -> float:
@@ -225,17 +302,24 @@ def run(config: RequestsConfig, log: Callable[[str], None]) -> tuple[list[Measur
     measures: list[Measure] = []
     if "aiohttp" in config.clients:
         for c in config.concurrencies:
-            measures.append(
-                Measure(
-                    bench="overhead",
-                    what=f"CPU per GET /pec/{{id}}, concurrency {c}",
-                    unit="us",
-                    pecapi=cpu("pecapi", c),
-                    baseline=cpu("aiohttp", c),
-                    baseline_name="raw aiohttp + json.loads",
-                    target=1.15,
+            for client, label, target in (
+                ("pecapi", "decoded", TARGET_DECODED),
+                ("pecapi-raw", f"raw answer ({config.raw_call})", TARGET_RAW),
+            ):
+                if client not in config.clients:
+                    continue
+                measures.append(
+                    Measure(
+                        bench="overhead",
+                        what=f"CPU per GET /pec/{{id}}, {label}, concurrency {c}",
+                        unit="us",
+                        pecapi=cpu(client, c),
+                        baseline=cpu("aiohttp", c),
+                        baseline_name="raw aiohttp + json.loads",
+                        target=target,
+                        note="median of interleaved runs",
+                    )
                 )
-            )
     peers = [p for p in PEERS if p in config.clients]
     for c in config.concurrencies:
         for peer in peers:

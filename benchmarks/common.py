@@ -1,8 +1,12 @@
 """What the benchmarks share: the emulator server process, child processes, statistics,
-and the memory counters of ``/proc/self/status``."""
+the memory counters of ``/proc/self/status``, a process's CPU time from
+``/proc/<pid>/stat``, a counter of gen0 garbage collections, and the list of what a run
+skipped (a peer, a tool or an extra that is not installed)."""
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 import json
 import os
 import signal
@@ -10,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,14 +24,19 @@ import attrs
 __all__ = [
     "REPO_ROOT",
     "RESULTS_DIR",
+    "Gen0Counter",
     "Measure",
     "ServerInfo",
     "child_env",
     "client_limits",
     "emulator_server",
+    "installed",
     "median",
     "memory_kb",
+    "process_cpu_s",
     "run_child",
+    "skip",
+    "skipped",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +75,78 @@ def memory_kb() -> dict[str, int]:
             if key in ("VmHWM", "VmRSS"):
                 found[key] = int(value.split()[0])
     return found
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU time (user + system, seconds) process ``pid`` has used so far, from
+    ``/proc/<pid>/stat`` (Linux; None elsewhere). Clock-tick resolution (10 ms): fine for
+    a run of seconds. Used for the server's CPU, which runs in a process of its own."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            raw = stat.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+class Gen0Counter:
+    """Counts the garbage collector's collections while active (``gc.callbacks``):
+    ``with Gen0Counter() as gen0: ...``. ``count`` is the generation-0 collections,
+    ``all`` every collection (each starts when gen0's allocation threshold is crossed;
+    one in ~10 then goes on to gen1, one in ~100 to gen2, and is reported as such)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.all = 0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.all += 1
+            if info.get("generation") == 0:
+                self.count += 1
+
+    def __enter__(self) -> Gen0Counter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+@attrs.frozen
+class Skip:
+    what: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"what": self.what, "reason": self.reason}
+
+
+#: What the current run left out, and why (printed under the table, saved in latest.json).
+_SKIPPED: list[Skip] = []
+
+
+def skip(what: str, reason: str, log: Callable[[str], None] | None = None) -> None:
+    """Record that ``what`` (a client, a benchmark, a mode) was left out, and why."""
+    _SKIPPED.append(Skip(what, reason))
+    if log is not None:
+        log(f"  skipped {what}: {reason}")
+
+
+def skipped() -> list[Skip]:
+    """What the run has left out so far, in order."""
+    return list(_SKIPPED)
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def child_env() -> dict[str, str]:

@@ -7,9 +7,9 @@ register. See :class:`PecClient`.
 
 from __future__ import annotations
 
-# The submodule, so that ``pecapi.provision.provision(...)`` works after ``import pecapi``
-# (importing the function here would hide the module behind it).
-from pecapi import provision
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
 from pecapi._version import __version__
 from pecapi.batch import (
     Batch,
@@ -20,19 +20,13 @@ from pecapi.batch import (
     BatchSuccess,
     NotSentError,
 )
-from pecapi.callbacks import (
-    CallbackEncodingError,
-    CallbackError,
-    CallbackEvent,
-    CallbackSigner,
-    CallbackTooLargeError,
-)
 from pecapi.client import PRODUCTION_URL, SANDBOX_URL, PecClient
 from pecapi.errors import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
     ConfigurationError,
+    CoordinationError,
     EventLoopError,
     InsufficientCreditError,
     NotAcceptableError,
@@ -85,16 +79,86 @@ from pecapi.models import (
     TipoDocumento,
     TipoDocumentoLiteral,
 )
-from pecapi.oauth import OAuthTokenProvider, all_pec_scopes, pec_scopes
-from pecapi.oauth_choice import oauth_provider
-from pecapi.oauth_v2 import OAuthV2TokenProvider
 from pecapi.transport.auth import RenewableTokenProvider, StaticToken, TokenProvider
 from pecapi.transport.limits import ResponseLimits
 from pecapi.transport.options import RequestOptions, Timeout
 from pecapi.transport.pending import PendingOutcome
-from pecapi.transport.raw import RawResult, ResponseInfo, with_raw_response
+from pecapi.transport.raw import RawResult, ResponseInfo, with_raw_json, with_raw_response
 from pecapi.transport.retry import Attempt, RetryPolicy
 from pecapi.wallet import Wallet, WalletTransaction
+
+if TYPE_CHECKING:
+    # Loaded on first use (``__getattr__`` below); type checkers see them here.
+    from pecapi import provision
+    from pecapi.callbacks import (
+        CallbackEncodingError,
+        CallbackError,
+        CallbackEvent,
+        CallbackSigner,
+        CallbackTooLargeError,
+    )
+    from pecapi.oauth import OAuthTokenProvider, all_pec_scopes, pec_scopes
+    from pecapi.oauth_choice import oauth_provider
+    from pecapi.oauth_v2 import OAuthV2TokenProvider
+
+#: Public names whose modules ``import pecapi`` does not load: most programs never use
+#: them (a callback receiver, an OAuth token, a CSV provisioning run), and the client
+#: does not need them. The first access imports the module; ``from pecapi import X``
+#: goes through the same path.
+_LAZY = {
+    "CallbackEncodingError": "pecapi.callbacks",
+    "CallbackError": "pecapi.callbacks",
+    "CallbackEvent": "pecapi.callbacks",
+    "CallbackSigner": "pecapi.callbacks",
+    "CallbackTooLargeError": "pecapi.callbacks",
+    "OAuthTokenProvider": "pecapi.oauth",
+    "all_pec_scopes": "pecapi.oauth",
+    "pec_scopes": "pecapi.oauth",
+    "oauth_provider": "pecapi.oauth_choice",
+    "OAuthV2TokenProvider": "pecapi.oauth_v2",
+}
+#: Submodules that ``import pecapi`` loaded before they became lazy: ``pecapi.provision``
+#: (the module: ``pecapi.provision.provision(...)``), ``pecapi.oauth.OAUTH_SANDBOX_URL``
+#: and the like keep working after a bare ``import pecapi``.
+_LAZY_SUBMODULES = frozenset(
+    {
+        "callback_limits",
+        "callback_signing",
+        "callbacks",
+        "journal",
+        "oauth",
+        "oauth_choice",
+        "oauth_provider_base",
+        "oauth_scopes",
+        "oauth_service",
+        "oauth_v1",
+        "oauth_v2",
+        "oauth_v2_api",
+        "provision",
+        "provision_input",
+        "provision_run",
+    }
+)
+
+
+# Defined for the interpreter only: a module ``__getattr__`` that type checkers saw would
+# make every misspelt ``pecapi.X`` pass as ``Any``. They see the names imported above.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module_name = _LAZY.get(name)
+        if module_name is not None:
+            value = getattr(_importlib.import_module(module_name), name)
+        elif name in _LAZY_SUBMODULES:
+            value = _importlib.import_module(f"{__name__}.{name}")
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value  # the next access is a plain attribute
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "PRODUCTION_URL",
@@ -122,6 +186,7 @@ __all__ = [
     "ComunicaPecState",
     "ComunicaPecSummary",
     "ConfigurationError",
+    "CoordinationError",
     "DomainCheck",
     "EventLoopError",
     "InsufficientCreditError",
@@ -186,5 +251,6 @@ __all__ = [
     "pec_scopes",
     "provision",
     "to_json",
+    "with_raw_json",
     "with_raw_response",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -18,14 +18,14 @@ from pecapi.resources.mailboxes import Mailboxes
 from pecapi.transport.auth import TokenProvider, resolve_token, seal
 from pecapi.transport.limits import ResponseLimits
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
-from pecapi.transport.pending import NotApplied, PendingOutcome
+from pecapi.transport.pending import NotApplied, PendingBook, PendingOutcome, TargetLocks
 from pecapi.transport.pipeline import Pipeline
 from pecapi.transport.requester import Requester
 from pecapi.transport.retry import RetryPolicy
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.urls import check_base_url
 
-__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "PecClient"]
+__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "Coordination", "CoordinationParts", "PecClient"]
 
 I = TypeVar("I")  # noqa: E741 (the input type)
 R = TypeVar("R")
@@ -33,6 +33,39 @@ T = TypeVar("T")
 
 PRODUCTION_URL = "https://pec.openapi.it"
 SANDBOX_URL = "https://test.pec.openapi.it"
+
+
+class CoordinationParts(Protocol):
+    """What a :class:`Coordination` gives one client: its token provider, its gate in
+    front of the network, its per-target locks and its book of pending outcomes."""
+
+    @property
+    def token(self) -> TokenProvider: ...
+
+    @property
+    def throttle(self) -> Throttle: ...
+
+    @property
+    def locks(self) -> TargetLocks: ...
+
+    @property
+    def pending(self) -> PendingBook: ...
+
+    def attach(self, client: PecClient) -> None:
+        """Called once the client is built (its reads settle other processes' outcomes)."""
+        ...
+
+    async def aclose(self) -> None:
+        """The client is closing."""
+        ...
+
+
+class Coordination(Protocol):
+    """Coordination of many processes on one account (``pecapi.fleet.RedisCoordination``)."""
+
+    def bind(self, token: TokenProvider, throttle: Throttle) -> CoordinationParts:
+        """The parts of one client, given its own token provider and local limits."""
+        ...
 
 
 class PecClient(AsyncClosing):
@@ -53,9 +86,13 @@ class PecClient(AsyncClosing):
     ``max_in_flight`` caps the requests in flight and ``rate_limit`` their rate (per
     second), across every call of the client (the connection pool is sized to match).
     ``limits`` caps the size of the answers read (:class:`~pecapi.ResponseLimits`).
+    ``coordination`` (``pecapi.fleet.RedisCoordination``) makes the client one of many
+    processes on the account: one token, one rate limit, one paid write per mailbox at a
+    time and the pending outcomes, shared through Redis (see the deployment guide).
     """
 
     __slots__ = (
+        "_fleet",
         "_pipeline",
         "_requester",
         "_sandbox",
@@ -77,6 +114,7 @@ class PecClient(AsyncClosing):
         max_in_flight: int = 100,
         rate_limit: float | None = None,
         limits: ResponseLimits | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         sealed = seal(token)  # first: the frames of an error's traceback keep their locals
         del token
@@ -87,19 +125,35 @@ class PecClient(AsyncClosing):
         url = check_base_url(
             base_url if base_url is not None else (SANDBOX_URL if sandbox else PRODUCTION_URL)
         )
+        if coordination is not None and not callable(getattr(coordination, "bind", None)):
+            raise ConfigurationError("coordination must be a pecapi.fleet.RedisCoordination")
         self._sandbox = bool(sandbox)
+        provider = resolve_token(sealed, sandbox=self._sandbox)
+        throttle = Throttle(max_in_flight, rate_limit)
+        self._fleet: CoordinationParts | None = None
+        locks: TargetLocks | None = None
+        pending: PendingBook | None = None
+        if coordination is not None:
+            # The fleet's token, gate, locks and book, around this client's own.
+            fleet = self._fleet = coordination.bind(provider, throttle)
+            provider, throttle = fleet.token, fleet.throttle
+            locks, pending = fleet.locks, fleet.pending
         self._pipeline = Pipeline(
             base_url=url,
-            token=resolve_token(sealed, sandbox=self._sandbox),
+            token=provider,
             session=session,
-            throttle=Throttle(max_in_flight, rate_limit),
+            throttle=throttle,
             defaults=RequestOptions(
                 timeout=Timeout.of(timeout) or DEFAULT_TIMEOUT, retry=retry or RetryPolicy()
             ),
             limits=limits,
+            locks=locks,
+            pending=pending,
         )
         self._requester = Requester(self._pipeline)
         self._bind()
+        if self._fleet is not None:
+            self._fleet.attach(self)
 
     def _bind(self) -> None:
         # Each namespace gets the requester, not the client: resources import no client.
@@ -109,7 +163,9 @@ class PecClient(AsyncClosing):
         self.comunica_pec = ComunicaPecRequests(requester, sandbox=sandbox, map=self.map)
         # The wallet is read from the token service with the token provider's
         # credentials (a fixed token has none: its auth holds no provider).
-        self.account = Account(getattr(self._pipeline.auth, "provider", None))
+        # A fleet's shared token wraps the client's provider: the wallet is the provider's.
+        provider = getattr(self._pipeline.auth, "provider", None)
+        self.account = Account(getattr(provider, "wrapped", provider))
 
     # -- configuration -------------------------------------------------------------------
 
@@ -155,6 +211,7 @@ class PecClient(AsyncClosing):
         )
         clone = object.__new__(PecClient)
         clone._sandbox = self._sandbox
+        clone._fleet = self._fleet
         clone._pipeline = self._pipeline
         clone._requester = self._requester.with_options(options)  # merged here, once
         clone._bind()
@@ -223,5 +280,10 @@ class PecClient(AsyncClosing):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the HTTP session (only one the client created). Safe to call twice."""
-        await self._pipeline.aclose()
+        """Close the HTTP session (only one the client created), and let go of the
+        fleet's coordination (closed with its last client). Safe to call twice."""
+        try:
+            await self._pipeline.aclose()
+        finally:
+            if self._fleet is not None:
+                await self._fleet.aclose()

@@ -20,6 +20,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
+    "CoordinationError",
     "EventLoopError",
     "InsufficientCreditError",
     "NotAcceptableError",
@@ -199,6 +200,28 @@ class TokenError(PecError):
         self.retryable = retryable
         self.message = message
         super().__init__(message)
+
+
+class CoordinationError(PecError):
+    """The coordination store of a fleet (``pecapi.fleet``: Redis) could not be used, so
+    nothing was sent: the account-wide rate, the one paid write per mailbox and the shared
+    token cannot be guaranteed without it. ``cause`` is a scrubbed copy of the store's
+    error. With ``on_unavailable="local"`` pecapi falls back to per-process limits instead.
+    """
+
+    request_sent = False
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        self.cause = cause
+        self.message = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_coordination_error, (self.message, self.cause))
+
+
+def _coordination_error(message: str, cause: BaseException | None) -> CoordinationError:
+    return CoordinationError(message, cause=cause)
 
 
 class ResponseDecodeError(_RequestError):

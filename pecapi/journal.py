@@ -1,15 +1,21 @@
-"""The provisioning journal: one JSON line per outcome (and one per registration, written
-before its activation is sent), the latest per request counting; what each status means.
+"""The provisioning journal: what each status means, the interface every journal has
+(:class:`ProvisionJournal`), and the default one, a JSON-lines file (:class:`Journal`):
+one line per outcome (and one per registration, written before its activation is sent),
+the latest per request counting.
 
-Kept apart from :mod:`pecapi.provision` (which re-exports it) because it is about files,
-not requests: opening early, ending a torn line, reading leniently.
+A journal shared by many processes (provisioning on a job queue) lives in Redis:
+``pecapi.fleet.journal_redis.RedisJournal``, behind the same interface. Kept apart from
+:mod:`pecapi.provision` (which re-exports it) because it is about storage, not requests:
+opening early, ending a torn line, reading leniently.
 """
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Any, Literal, TypeAlias
 
@@ -18,7 +24,14 @@ import attrs
 from pecapi.errors import ConfigurationError
 from pecapi.jsontext import JsonError, loads
 
-__all__ = ["STATUSES", "Journal", "ProvisionOutcome", "ProvisionStatus"]
+__all__ = [
+    "STATUSES",
+    "UNSETTLED",
+    "Journal",
+    "ProvisionJournal",
+    "ProvisionOutcome",
+    "ProvisionStatus",
+]
 
 #: What happened to one request: :attr:`ProvisionOutcome.status` (the keys of STATUSES).
 ProvisionStatus: TypeAlias = Literal[
@@ -28,6 +41,7 @@ ProvisionStatus: TypeAlias = Literal[
     "skipped",
     "awaiting_activation",
     "pending",
+    "registering",
     "unavailable",
     "failed",
     "no_credit",
@@ -53,6 +67,11 @@ STATUSES: dict[str, bool] = {
     # the error): the next run takes the mailbox over if the account lists the address,
     # and registers it again only if the account does not
     "pending": False,
+    # written just before a registration is sent, by a journal shared between processes
+    # (``ProvisionJournal.intents``): a record left so says that its process died while
+    # the registration may have been in flight. Whoever takes the request over waits out
+    # the settle window from ``at``, then reads the account before registering anything
+    "registering": False,
     "unavailable": False,  # the address is taken by someone else
     "failed": False,  # an error before the mailbox was registered
     # not registered for want of credit: the API answered 402 (the error), or the run had
@@ -65,6 +84,11 @@ STATUSES: dict[str, bool] = {
     "invalid": False,  # bad input, nothing sent
     "duplicate": False,  # the same address twice in the input
 }
+
+
+#: Statuses of a registration that may have been sent and whose outcome is not known:
+#: the account is read (after the settle window) before the request is done again.
+UNSETTLED: frozenset[str] = frozenset({"pending", "registering"})
 
 
 @attrs.frozen(kw_only=True)
@@ -109,7 +133,46 @@ class ProvisionOutcome:
         }
 
 
-class Journal:
+class ProvisionJournal(abc.ABC):
+    """Where a provisioning run keeps each request's latest outcome, so that running again
+    skips what is complete and settles what is not.
+
+    Two implementations: :class:`Journal` (a JSON-lines file: the default, for one
+    process) and ``pecapi.fleet.journal_redis.RedisJournal`` (shared by the workers of a
+    job queue). ``provision(journal=...)`` takes either.
+    """
+
+    #: Whether a registration is journaled (``registering``) just before it is sent: a
+    #: journal that other processes read must say so, since the process that sent it may
+    #: die before its outcome is written and another takes the request over.
+    intents: bool = False
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """What messages call the journal (a path, a Redis key)."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Make the journal ready for writing; :class:`~pecapi.errors.ConfigurationError`
+        when it cannot be written (nothing is sent then)."""
+
+    @abc.abstractmethod
+    async def read(self, keys: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The latest record per key (of ``keys`` only, when given)."""
+
+    @abc.abstractmethod
+    async def write(self, outcome: ProvisionOutcome, *, final: bool) -> None:
+        """Record ``outcome``. ``final``: the request's outcome in this run (else a step on
+        the way: ``registering``, ``awaiting_activation`` before the activation, ``pending``
+        while it is settled). A ``skipped`` outcome changes no record."""
+
+    @abc.abstractmethod
+    async def finish(self) -> None:
+        """Release what the journal holds (a file, connections); it may start again."""
+
+
+class Journal(ProvisionJournal):
     """A JSON-lines journal: one line per outcome, flushed as it is written.
 
     ``fsync=True`` also forces each line to disk (survives a power cut, costs a disk
@@ -117,9 +180,33 @@ class Journal:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
-        self.path = Path(path)
+        self.path: Path = Path(path)
         self._fsync = fsync
         self._file: IO[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    async def start(self) -> None:
+        self.open()
+
+    async def read(self, keys: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        try:
+            records = self.load()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigurationError(f"cannot read the journal {self.name!r}: {reason}") from exc
+        if keys is None:
+            return records
+        return {key: records[key] for key in keys if key in records}
+
+    async def write(self, outcome: ProvisionOutcome, *, final: bool) -> None:
+        if outcome.status != "skipped":
+            self.append(outcome)
+
+    async def finish(self) -> None:
+        self.close()
 
     def load(self) -> dict[str, dict[str, Any]]:
         """The latest record per key (a torn line, from a crash, is ignored)."""

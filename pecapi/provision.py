@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from pecapi.batch import Batch, BatchProgress, BatchResult
 from pecapi.errors import ValidationError
-from pecapi.journal import STATUSES, Journal, ProvisionOutcome, ProvisionStatus
+from pecapi.journal import STATUSES, Journal, ProvisionJournal, ProvisionOutcome, ProvisionStatus
 from pecapi.provision_input import (
     InvalidRow,
     ProvisionRequest,
@@ -64,6 +64,7 @@ __all__ = [
     "STATUSES",
     "InvalidRow",
     "Journal",
+    "ProvisionJournal",
     "ProvisionOutcome",
     "ProvisionRequest",
     "ProvisionStatus",
@@ -122,7 +123,7 @@ class Provisioning(Batch[ProvisionRequest | InvalidRow, ProvisionOutcome]):
         self,
     ) -> AsyncGenerator[BatchResult[ProvisionRequest | InvalidRow, ProvisionOutcome], None]:
         try:
-            self._state.open()
+            await self._state.open()
             async with contextlib.aclosing(super()._run()) as results:
                 async for result in results:
                     yield result
@@ -142,7 +143,7 @@ def provision(
     | AsyncIterable[ProvisionRequest | InvalidRow],
     *,
     concurrency: int = 50,
-    journal: str | os.PathLike[str] | None = None,
+    journal: str | os.PathLike[str] | ProvisionJournal | None = None,
     fsync: bool = False,
     total: int | None = None,
     on_progress: Callable[[BatchProgress], None] | None = None,
@@ -154,6 +155,10 @@ def provision(
         async with provision(client, requests, journal="run.jsonl") as run:
             async for result in run:
                 print(result.value.status if result.value else result.error)
+
+    ``journal`` is a path (a JSON-lines :class:`Journal`, ``fsync`` forcing each line to
+    disk) or any :class:`ProvisionJournal`, such as the Redis journal that processes
+    share (``pecapi.fleet.journal_redis.RedisJournal``).
 
     When the iteration starts, opens the journal (a path that cannot be written raises
     :class:`~pecapi.errors.ConfigurationError`, nothing sent) and reads it; then lists
@@ -177,7 +182,11 @@ def provision(
         raise ValidationError("stop_on_insufficient_credit", f"must be a bool, not {value!r}")
     if stop is not None and not (isinstance(stop, asyncio.Event) or callable(stop)):
         raise ValidationError("stop", f"must be a function or an asyncio.Event, not {stop!r}")
-    book = Journal(journal, fsync=fsync) if journal is not None else None
+    book: ProvisionJournal | None
+    if journal is None or isinstance(journal, ProvisionJournal):
+        book = journal
+    else:
+        book = Journal(journal, fsync=fsync)
     run = ProvisionRun(client, book, stop_on_credit=stop_on_insufficient_credit, stop=stop)
     return Provisioning(
         run, requests, concurrency=concurrency, total=total, on_progress=on_progress

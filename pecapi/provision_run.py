@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pecapi.batch import INSUFFICIENT_CREDIT, NotSentError
 from pecapi.errors import (
-    ConfigurationError,
     InsufficientCreditError,
     OutcomeUnknownError,
     PecError,
     ValidationError,
 )
-from pecapi.journal import Journal, ProvisionOutcome, ProvisionStatus
+from pecapi.journal import UNSETTLED, ProvisionJournal, ProvisionOutcome, ProvisionStatus
 from pecapi.models.enums import MailboxState
 from pecapi.models.mailbox import Mailbox
 from pecapi.models.rules import check_mailbox_domain
@@ -30,7 +29,7 @@ from pecapi.provision_input import InvalidRow, ProvisionRequest
 if TYPE_CHECKING:
     from pecapi.client import PecClient
 
-__all__ = ["STOPPED", "ProvisionRun", "StopCheck"]
+__all__ = ["STOPPED", "ProvisionRun", "StopCheck", "settle_wait"]
 
 logger = logging.getLogger("pecapi")
 
@@ -44,7 +43,23 @@ StopCheck: TypeAlias = Callable[[], bool] | asyncio.Event
 # account states that mean the activation documents were received
 _ACTIVATED = (MailboxState.IN_EVASIONE, MailboxState.EVASA)
 # journal statuses of a mailbox an earlier run registered, or may have registered
-_RESUMED = ("awaiting_activation", "pending")
+_RESUMED = ("awaiting_activation", *sorted(UNSETTLED))
+
+
+def settle_wait(record: dict[str, Any], window: float, now: dt.datetime | None = None) -> float:
+    """Seconds still to wait before the account may be read for a registration that
+    ``record`` left unsettled (``pending``, ``registering``): the API may commit it until
+    ``window`` seconds after it was journaled (its ``at``). 0 for any other record."""
+    if record.get("status") not in UNSETTLED:
+        return 0.0
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        at = dt.datetime.fromisoformat(str(record.get("at")))
+    except ValueError:
+        at = now  # unreadable: assume it just happened
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, min(window, window - (now - at).total_seconds()))
 
 
 class ProvisionRun:
@@ -53,7 +68,7 @@ class ProvisionRun:
     def __init__(
         self,
         client: PecClient,
-        journal: Journal | None,
+        journal: ProvisionJournal | None,
         *,
         stop_on_credit: bool,
         stop: StopCheck | None = None,
@@ -70,7 +85,7 @@ class ProvisionRun:
         self._opened = False
         self._ready: asyncio.Task[None] | None = None
 
-    def open(self) -> None:
+    async def open(self) -> None:
         """Open the journal (so a path that cannot be written fails now) and read it.
 
         Called when the batch starts, before any request; again (a no-op) by ``_load``.
@@ -78,14 +93,12 @@ class ProvisionRun:
         if self._opened:
             return
         if self.journal is not None:
-            self.journal.open()
+            await self.journal.start()
             try:
-                self.previous = self.journal.load()
-            except OSError as exc:
-                self.journal.close()
-                reason = exc.strerror or str(exc)
-                path = str(self.journal.path)
-                raise ConfigurationError(f"cannot read the journal {path!r}: {reason}") from exc
+                self.previous = await self.journal.read()
+            except BaseException:
+                await self.journal.finish()
+                raise
         self._opened = True
 
     def stopped(self) -> bool:
@@ -112,10 +125,10 @@ class ProvisionRun:
             ready.cancel()
             await asyncio.gather(ready, return_exceptions=True)
         if self.journal is not None:
-            self.journal.close()
+            await self.journal.finish()
 
     async def _load(self) -> None:
-        self.open()  # before the listing: nothing is sent unless the journal is writable
+        await self.open()  # before the listing: nothing is sent unless the journal is writable
         await self._settle_earlier_pending()
         self.existing = {
             item.casella_pec.strip().lower(): (item.id, item.stato)
@@ -128,17 +141,7 @@ class ProvisionRun:
         API until its settle window has passed: list the account only after that."""
         window = self.client.retry_policy.settle
         now = dt.datetime.now(dt.timezone.utc)
-        wait = 0.0
-        for record in self.previous.values():
-            if record.get("status") != "pending":
-                continue
-            try:
-                at = dt.datetime.fromisoformat(str(record.get("at")))
-            except ValueError:
-                at = now  # unreadable: assume it just happened
-            if at.tzinfo is None:
-                at = at.replace(tzinfo=dt.timezone.utc)
-            wait = max(wait, min(window, window - (now - at).total_seconds()))
+        wait = max((settle_wait(r, window, now) for r in self.previous.values()), default=0.0)
         if wait > 0:
             logger.info(
                 "provisioning: an earlier run left registrations pending; waiting %.1fs for "
@@ -157,14 +160,16 @@ class ProvisionRun:
         except asyncio.CancelledError:
             # Cancelled in flight: the API may still register it. The journal says so,
             # and the next run settles it before registering anything.
-            self._record_quietly(self._outcome(item, "pending", [*steps, "register: cancelled"]))
+            await self._record_quietly(
+                self._outcome(item, "pending", [*steps, "register: cancelled"])
+            )
             raise
         except OutcomeUnknownError as exc:
             steps.append("register: outcome unknown")
             if exc.pending is None:
                 return self._outcome(item, "pending", steps, error=exc)
             # Recorded first, so that a crash while settling leaves the truth behind.
-            self._record(self._outcome(item, "pending", steps, error=exc))
+            await self._record(self._outcome(item, "pending", steps, error=exc), final=False)
             try:
                 box: Mailbox | None = await self.client.reconcile(exc.pending)
             except asyncio.CancelledError:
@@ -203,21 +208,29 @@ class ProvisionRun:
             return self._outcome(item, "stopped", steps, error=NotSentError(STOPPED))
         return None
 
-    def _record(self, outcome: ProvisionOutcome) -> None:
-        if self.journal is not None and outcome.status != "skipped":
-            self.journal.append(outcome)
+    async def _record(self, outcome: ProvisionOutcome, *, final: bool = True) -> None:
+        if self.journal is not None:
+            await self.journal.write(outcome, final=final)
 
-    def _record_quietly(self, outcome: ProvisionOutcome) -> None:
-        """Record while a cancellation propagates: a full disk must not replace it."""
+    async def _record_quietly(self, outcome: ProvisionOutcome) -> None:
+        """Record while a cancellation propagates: a full disk (or a lost Redis) must not
+        replace it."""
         try:
-            self._record(outcome)
-        except OSError as exc:
+            await self._record(outcome, final=False)
+        except Exception as exc:
             logger.warning("provisioning: cannot write the journal (%s)", exc)
+
+    async def _taken(self, item: ProvisionRequest) -> tuple[str, MailboxState | None] | None:
+        """The account's mailbox of an address the availability check found taken, when
+        the account has it (the run takes it over); None: taken by someone else. The
+        account was listed at the start, before any registration of this run: nothing
+        to read again here (a run sharing its work with other processes does)."""
+        return None
 
     async def __call__(self, item: ProvisionRequest | InvalidRow) -> ProvisionOutcome:
         await self.ready()  # done by the batch before its first request: a no-op then
         outcome = await self._provision(item)
-        self._record(outcome)
+        await self._record(outcome)
         return outcome
 
     async def _provision(self, item: ProvisionRequest | InvalidRow) -> ProvisionOutcome:
@@ -261,19 +274,29 @@ class ProvisionRun:
             except PecError as exc:
                 steps.append(f"check: {type(exc).__name__}")
                 return self._outcome(item, "failed", steps, error=exc)
-            if not available:
+            found = None if available else await self._taken(item)
+            if found is not None:
+                mailbox_id, state = found
+                steps.append(f"check: taken; found on the account: {state}")
+            elif not available:
                 steps.append("check: taken")
                 return self._outcome(item, "unavailable", steps)
-            steps.append("check: available")
-            # the 402 (or the stop) may have come while this check was in flight
-            if (skipped := self._not_sent(item, steps)) is not None:
-                return skipped
-            registered = await self._register(item, steps)
-            if isinstance(registered, ProvisionOutcome):
-                return registered
-            mailbox_id, state = registered.id, registered.stato
-            steps.append("register: ok")
-            resumed = False
+            else:
+                steps.append("check: available")
+                # the 402 (or the stop) may have come while this check was in flight
+                if (skipped := self._not_sent(item, steps)) is not None:
+                    return skipped
+                if self.journal is not None and self.journal.intents:
+                    # Before it is sent: a process dying now leaves this behind, and
+                    # whoever takes the request over reads the account before anything.
+                    intent = self._outcome(item, "registering", [*steps, "register: sent"])
+                    await self._record(intent, final=False)
+                registered = await self._register(item, steps)
+                if isinstance(registered, ProvisionOutcome):
+                    return registered
+                mailbox_id, state = registered.id, registered.stato
+                steps.append("register: ok")
+                resumed = False
         assert mailbox_id is not None
         waiting = state in (MailboxState.REGISTRATA, MailboxState.DOCUMENTI_ERRATI)
         if item.documents is None or not waiting:
@@ -290,7 +313,8 @@ class ProvisionRun:
         if "register: ok" in steps:
             # Paid for: journaled before the activation, so that a cancellation or a crash
             # during it leaves the mailbox in the journal (the next run activates it).
-            self._record(self._outcome(item, "awaiting_activation", steps, mailbox_id=mailbox_id))
+            paid = self._outcome(item, "awaiting_activation", steps, mailbox_id=mailbox_id)
+            await self._record(paid, final=False)
         try:
             await self.client.mailboxes.activate(mailbox_id, item.documents)
         except PecError as exc:

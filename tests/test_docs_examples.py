@@ -66,6 +66,7 @@ RETRIES = "docs/guides/retries.md"
 BATCHES = "docs/guides/batches.md"
 CALLBACKS = "docs/guides/callbacks.md"
 TOKENS = "docs/guides/tokens.md"
+DEPLOYMENT = "docs/guides/deployment.md"
 TESTING = "docs/guides/testing.md"
 EMULATOR_README = "pecapi/testing/README.md"  # included by docs/guides/testing.md
 
@@ -206,6 +207,10 @@ EXAMPLES: dict[str, Example] = {
         marker='prices = PriceList.load("prices.json")',
         prelude="import pecapi\n\nclient: pecapi.PecClient\n",
         wrap=True,
+    ),
+    # docs/guides/deployment.md (defines a function: built, not called, without Redis)
+    "fleet_client": Example(
+        source=DEPLOYMENT, marker="async def make_client() -> pecapi.PecClient:"
     ),
     # docs/guides/testing.md, and pecapi/testing/README.md which it includes
     "conftest": Example(source=TESTING, marker='pytest_plugins = ["pecapi.testing.pytest_plugin"]'),

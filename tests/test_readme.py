@@ -111,6 +111,11 @@ EXAMPLES: dict[str, Example] = {
         prelude="import pecapi\n\nclient: pecapi.PecClient\nbox_id: str\n",
         wrap=True,
     ),
+    "raw_json": Example(
+        marker="listing = await pecapi.with_raw_json(",
+        prelude="import pecapi\n\nclient: pecapi.PecClient\n",
+        wrap=True,
+    ),
     "oauth": Example(
         marker="provider = pecapi.OAuthTokenProvider(",
         prelude="import pecapi\n\napi_key: str\nbox_id: str\n",
@@ -493,6 +498,15 @@ async def test_the_json_example_round_trips(client: PecClient, emulator: Emulato
     with pytest.raises(pecapi.ValidationError) as refused:
         pecapi.from_json(pecapi.MailboxRegistration, {**incoming, "casela_pec": "x"})
     assert refused.value.field == "casela_pec"
+
+
+async def test_the_raw_json_example_runs(
+    client: PecClient, emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator.seed_mailbox(ADDRESS, stato="evasa")
+    emulator.seed_mailbox("other@testcert.legalmail.it", stato="registrata")
+    await run_example("raw_json", client=client)
+    assert capsys.readouterr().out.split() == ["200", "2"]
 
 
 async def test_the_raw_response_example_runs(

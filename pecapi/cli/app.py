@@ -2,7 +2,7 @@
 
 Layout: ``pecapi GROUP COMMAND ...`` for the API's operations (built from the table in
 :mod:`pecapi.cli.commands`), and top-level tools, each a module with ``add_parser``
-(:data:`TOOLS`: ``demo``, ``emulator``, ``provision``). Every leaf parser gets a
+(:data:`TOOLS`: ``demo``, ``emulator``, ``provision``, ``worker``). Every leaf parser gets a
 ``handler`` default: a function from the parsed arguments to an exit code.
 
 Help texts are plain text (people read them in a terminal): no reStructuredText there,
@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from pecapi._version import __version__
 from pecapi.errors import PecError
 
-from . import demo, emulator, provision
+from . import demo, emulator, provision, worker
 from .commands import COMMANDS, GROUPS, Command
 from .connection import add_connection_options, client_from_args
 from .events import error_event, log_event
@@ -38,7 +38,7 @@ __all__ = ["TOOLS", "build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 #: Top-level commands that are not one API call: modules with ``add_parser(subparsers)``.
-TOOLS: tuple[ModuleType, ...] = (demo, emulator, provision)
+TOOLS: tuple[ModuleType, ...] = (demo, emulator, provision, worker)
 
 DESCRIPTION = """\
 Manage Openapi.it PEC mailboxes (certified e-mail) from a terminal or a script.

@@ -6,6 +6,7 @@ import enum
 
 from pecapi.errors import (
     ConfigurationError,
+    CoordinationError,
     OutcomeUnknownError,
     PecApiError,
     PecError,
@@ -33,7 +34,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad command line: unknown command or flag, missing argument, an option of
     # the command's own that is not a number or out of range (--timeout 0, --retries -1)
     API_ERROR = 3  # the API answered with an error (HTTP status and API code on stderr)
-    TRANSPORT_ERROR = 4  # no usable answer (refused, lost, timeout, garbage) or outcome unknown
+    TRANSPORT_ERROR = 4  # no usable answer (refused, lost, timeout, garbage) or outcome unknown,
+    # or the fleet's Redis unreachable (CoordinationError: nothing sent)
     INVALID_INPUT = 5  # a value the API would refuse, found before sending: nothing was sent
     CONFIGURATION = 6  # no token (or the token service refused the credentials), unreadable
     # --token-file, refused --base-url: nothing sent
@@ -77,7 +79,10 @@ def exit_code_for(exc: PecError) -> ExitCode:
         cause = exc.cause
         refused = isinstance(cause, PecApiError) and cause.status in (401, 403)
         return ExitCode.CONFIGURATION if refused else ExitCode.TRANSPORT_ERROR
-    if isinstance(exc, (TransportError, ResponseDecodeError, OutcomeUnknownError)):
+    # Redis unreachable: nothing was sent, but like a transport error it may pass; retry later.
+    if isinstance(
+        exc, (TransportError, ResponseDecodeError, OutcomeUnknownError, CoordinationError)
+    ):
         return ExitCode.TRANSPORT_ERROR
     if isinstance(exc, ValidationError):
         return ExitCode.INVALID_INPUT

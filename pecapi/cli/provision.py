@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import sys
 from collections import Counter
@@ -13,7 +14,13 @@ from typing import Any
 from pecapi.provision import ProvisionOutcome, provision
 
 from . import dry_run, events
-from .connection import CONCURRENCY, add_connection_options, client_from_args, positive_int
+from .connection import (
+    CONCURRENCY,
+    add_connection_options,
+    client_from_args,
+    positive_int,
+    seconds,
+)
 from .csvinput import delimiter, read_csv
 from .exits import ExitCode, UsageError
 from .output import Output
@@ -21,6 +28,13 @@ from .progress import progress
 from .stopping import Stop
 
 __all__ = ["add_parser"]
+
+# The queue's defaults, without importing pecapi.fleet (and Redis) for every command.
+DEFAULT_NAMESPACE = "pecapi"
+DEFAULT_CHUNK = 100
+DEFAULT_LEASE = 30.0
+#: The queue's Redis URL when --queue is not given (keeps a password out of the command line).
+QUEUE_ENV = "PECAPI_QUEUE"
 
 DESCRIPTION = """\
 Check, register and activate every row of a CSV file, resumably.
@@ -46,6 +60,12 @@ against the wallet when OPENAPI_EMAIL and OPENAPI_SANDBOX_API_KEY (OPENAPI_API_K
 production) are set: the wallet is read from the OAuth service (v2, or v1 with
 OPENAPI_OAUTH_VERSION=1), and nothing else is sent, no token needed. It exits 0 when
 the wallet can pay or its credit is unknown, 1 when it cannot pay.
+
+--queue redis://HOST:PORT/DB puts the rows on a job queue in Redis for the workers
+('pecapi worker --queue ...', any number, on any machine) and follows the job: a progress
+bar over every worker's rows, or the same JSON lines. The journal is then in Redis
+(--journal NAME; default: the CSV's absolute path). Ctrl-C stops following only: the job
+goes on, and the same command follows it again (or, once it is finished, resumes it).
 
 --json prints one JSON line per row ("event": "outcome"), then one with "event":
 "summary" (with --dry-run: one "event": "estimate"); an error is one JSON object on
@@ -83,6 +103,10 @@ async def run(args: argparse.Namespace, out: Output) -> int:
     if args.dry_run:
         return await dry_run.run(args, out, journal)
     table = read_csv(source, args.file, args.delimiter)  # whole, checked: nothing sent yet
+    if args.queue:
+        from .queued import run_queued
+
+        return await run_queued(args, out, source, table, _resume_command(args))
     total = len(table.rows)
     statuses: Counter[str] = Counter()
     complete = 0
@@ -181,7 +205,10 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("file", metavar="FILE.csv", help="the registrations")
     parser.add_argument(
-        "--journal", metavar="FILE.jsonl", help="the journal (default: FILE.journal.jsonl)"
+        "--journal",
+        metavar="FILE.jsonl",
+        help="the journal (default: FILE.journal.jsonl); with --queue, its name in Redis "
+        "(default: the CSV's absolute path)",
     )
     parser.add_argument(
         "--delimiter",
@@ -195,6 +222,35 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=CONCURRENCY,
         metavar="N",
         help=f"rows at a time (default {CONCURRENCY})",
+    )
+    queued = parser.add_argument_group("job queue (the fleet extra)")
+    queued.add_argument(
+        "--queue",
+        metavar="REDIS_URL",
+        default=os.environ.get(QUEUE_ENV) or None,
+        help="put the rows on the job queue at this Redis URL for 'pecapi worker' processes, "
+        f"and follow the job (default: ${QUEUE_ENV}, the place for a URL with a password)",
+    )
+    queued.add_argument(
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        metavar="NS",
+        help=f"prefix of the Redis keys; the workers' own (default {DEFAULT_NAMESPACE})",
+    )
+    queued.add_argument(
+        "--chunk",
+        type=positive_int,
+        default=DEFAULT_CHUNK,
+        metavar="N",
+        help=f"rows per queue item (default {DEFAULT_CHUNK})",
+    )
+    queued.add_argument(
+        "--lease",
+        type=seconds,
+        default=DEFAULT_LEASE,
+        metavar="SECONDS",
+        help="how long a dead worker's items wait before other workers take them "
+        f"(default {DEFAULT_LEASE:g}, at least 3)",
     )
     estimate = parser.add_argument_group("dry run")
     estimate.add_argument(
@@ -217,6 +273,11 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_connection_options(parser, top=False)
 
     def handle(args: argparse.Namespace) -> int:
+        if args.queue and args.dry_run:
+            raise UsageError(parser.format_usage(), parser.prog, "--dry-run reads a journal "
+                             "file: it does not go with --queue")  # fmt: skip
+        if args.lease < 3:
+            raise UsageError(parser.format_usage(), parser.prog, "--lease: at least 3 seconds")
         for flag in ("prices", "oauth_url"):
             if getattr(args, flag) is not None and not args.dry_run:
                 option = "--" + flag.replace("_", "-")

@@ -169,6 +169,11 @@ class StaticAuth:
             raise ConfigurationError("an Authorization value must be a string")
         self._value = secret
 
+    @property
+    def value(self) -> Secret:
+        """The ``Authorization`` value (a pipeline sets it once on the session it owns)."""
+        return self._value
+
     async def authorization(self) -> Secret:
         return self._value
 

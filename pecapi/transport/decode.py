@@ -19,8 +19,9 @@ from pecapi.jsontext import JsonError, TooManyValues, loads, whole_number
 from pecapi.transport.endpoint import Reply
 from pecapi.transport.exchange import Exchange, RawResponse, where
 from pecapi.transport.limits import ResponseLimits
+from pecapi.transport.raw import Recorder
 
-__all__ = ["api_error", "decode_reply", "retry_after_seconds"]
+__all__ = ["AnswerDecoder", "api_error", "decode_answer", "decode_reply", "retry_after_seconds"]
 
 
 def _as_int(value: Any) -> int | None:
@@ -65,12 +66,19 @@ def api_error(
         "code": code,
         "method": exchange.method,
         "url": exchange.url,
-        "headers": raw.headers,
+        "headers": _headers(raw),
         "body": body,
     }
     if raw.status == 429:
         return RateLimitError(message, retry_after=retry_after_seconds(raw.headers), **common)
     return api_error_class(raw.status)(message, **common)
+
+
+def _headers(raw: RawResponse) -> Mapping[str, str]:
+    # A success's headers are aiohttp's (not copied: most answers are never looked at
+    # again); an error keeps a copy of its own.
+    headers = raw.headers
+    return headers if type(headers) is dict else dict(headers)
 
 
 def _text_preview(raw: RawResponse) -> str:
@@ -81,8 +89,11 @@ def _text_preview(raw: RawResponse) -> str:
     return " ".join(text.split())[:300] or "(empty body)"
 
 
-def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -> Any:
-    """Read the ``{data, success, message, error}`` envelope and hand it to the endpoint.
+def decode_reply(
+    exchange: Exchange, raw: RawResponse, limits: ResponseLimits, *, decode: bool = True
+) -> Any:
+    """Read the ``{data, success, message, error}`` envelope and hand it to the endpoint
+    (``decode`` False: return its ``data`` as parsed, for ``with_raw_json``).
 
     No frame that raises a :class:`~pecapi.ResponseDecodeError` holds the parsed answer
     (nor the exception of the models, whose frames do): a kept error keeps its traceback's
@@ -90,9 +101,11 @@ def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -
     ``limits.error_body`` bytes of the body."""
     endpoint = exchange.endpoint
     status = raw.status
-    if not raw.body.strip():
+    # Not .strip(): no copy of every answer. No local holds the body: _cut frees it.
+    if not raw.body or raw.body.isspace():
         if 200 <= status < 300:
-            return _finish(exchange, raw, limits, _structure(exchange, raw, None, None, None))
+            empty = _structure(exchange, raw, None, None, None, decode)
+            return _finish(exchange, raw, limits, empty)
         raise api_error(
             exchange, raw, message=f"HTTP {status} with an empty body", code=None, body=b""
         )
@@ -108,7 +121,7 @@ def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -
             limit=limits.json_values,
             **where(exchange),
             status=status,
-            headers=raw.headers,
+            headers=_headers(raw),
         )
     if isinstance(payload, JsonError):
         # Nested deeper than the parser's stack ([[[[...]]]]) is as unreadable as broken
@@ -127,7 +140,8 @@ def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -
     message = message if isinstance(message, str) else None
     if status >= 300 or payload.get("success") is False:
         if (status, code) in endpoint.empty_when:
-            return _finish(exchange, raw, limits, _structure(exchange, raw, None, message, code))
+            empty = _structure(exchange, raw, None, message, code, decode)
+            return _finish(exchange, raw, limits, empty)
         # An error status's body was read up to limits.error_body: small. A 2xx with
         # success: false may be as large as any answer: its envelope fields only.
         body = payload if status >= 300 else _envelope_only(payload)
@@ -137,9 +151,41 @@ def decode_reply(exchange: Exchange, raw: RawResponse, limits: ResponseLimits) -
         )
     data = payload.get("data")
     del payload
-    result = _structure(exchange, raw, data, message, code)
+    result = _structure(exchange, raw, data, message, code, decode)
     del data  # this frame raises in _finish: the error's traceback keeps it
     return _finish(exchange, raw, limits, result)
+
+
+def decode_answer(
+    exchange: Exchange, raw: RawResponse, limits: ResponseLimits, recorder: Recorder | None
+) -> Any:
+    """The value of a JSON answer: decoded into models, or as parsed for the call's own
+    answers under ``with_raw_json`` (``recorder``), whose other answers (a write's
+    read-backs) are decoded for its reconciler, their JSON kept beside."""
+    if recorder is None:
+        return decode_reply(exchange, raw, limits)
+    if recorder.undecoded(exchange):
+        return decode_reply(exchange, raw, limits, decode=False)
+    value = decode_reply(exchange, raw, limits)
+    if recorder.json:
+        recorder.keep(value, decode_reply(exchange, raw, limits, decode=False))
+    return value
+
+
+class AnswerDecoder:
+    """:func:`decode_answer` of one exchange, as the pipeline's ``finish``."""
+
+    __slots__ = ("exchange", "limits", "recorder")
+
+    def __init__(
+        self, exchange: Exchange, limits: ResponseLimits, recorder: Recorder | None
+    ) -> None:
+        self.exchange = exchange
+        self.limits = limits
+        self.recorder = recorder
+
+    def __call__(self, raw: RawResponse) -> Any:
+        return decode_answer(self.exchange, raw, self.limits, self.recorder)
 
 
 class _Unexpected:
@@ -161,8 +207,15 @@ def _finish(exchange: Exchange, raw: RawResponse, limits: ResponseLimits, result
 
 
 def _structure(
-    exchange: Exchange, raw: RawResponse, data: Any, message: str | None, code: int | None
+    exchange: Exchange,
+    raw: RawResponse,
+    data: Any,
+    message: str | None,
+    code: int | None,
+    models: bool,
 ) -> Any:
+    if not models:
+        return data
     decode = exchange.endpoint.decode
     if decode is None:  # a PDF endpoint: the pipeline reads those with download.PdfReader
         return _Unexpected(f"{exchange.endpoint} answers a PDF, not a JSON envelope")
@@ -203,6 +256,6 @@ def _decode_error(
         message,
         **where(exchange),
         status=raw.status,
-        headers=raw.headers,
+        headers=_headers(raw),
         body=raw.body[: limits.error_body],
     )

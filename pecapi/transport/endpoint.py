@@ -114,11 +114,33 @@ def encode_segment(value: object, name: str) -> str:
     return quote(value, safe="")
 
 
+# Each path template as its parts, parsed once: the literal before the first placeholder,
+# then (placeholder, literal after it) pairs. Keyed by the template (a module constant).
+_TEMPLATES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+
+
+def _template(path: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    parts = _PLACEHOLDER.split(path)  # literal, name, literal, name, literal...
+    template = (parts[0], tuple(zip(parts[1::2], parts[2::2], strict=True)))
+    _TEMPLATES[path] = template
+    return template
+
+
 def build_url(base: URL, endpoint: Endpoint[Any], params: Mapping[str, str]) -> URL:
     """``base`` joined with the endpoint's path, its placeholders filled and encoded."""
-    missing = set(endpoint.params) - params.keys()
-    if missing:
-        raise ValidationError(sorted(missing)[0], "is required")
-    path = _PLACEHOLDER.sub(lambda m: encode_segment(params[m.group(1)], m.group(1)), endpoint.path)
-    base_path = base.raw_path.rstrip("/")
-    return base.with_path(base_path + path, encoded=True)
+    path = endpoint.path
+    head, rest = _TEMPLATES.get(path) or _template(path)
+    pieces = [base.raw_path.rstrip("/"), head]
+    for name, literal in rest:
+        if name not in params:
+            missing = {n for n, _ in rest} - params.keys()
+            raise ValidationError(sorted(missing)[0], "is required")
+        value = params[name]
+        # ASCII letters and digits (every id the API hands out) need no encoding and
+        # cannot be "." or "..": yarl's and quote's work is skipped for them.
+        if type(value) is str and value.isascii() and value.isalnum():
+            pieces.append(value)
+        else:
+            pieces.append(encode_segment(value, name))
+        pieces.append(literal)
+    return base.with_path("".join(pieces), encoded=True)

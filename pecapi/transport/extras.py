@@ -1,16 +1,37 @@
-"""What a call's options add to its request: extra query parameters (checked against the
-operation's own) and the headers of every attempt, pecapi's own set last."""
+"""What a request carries: extra query parameters (checked against the operation's own),
+the headers of every attempt (pecapi's own set last) and of the session pecapi creates,
+its payload and its aiohttp timeout."""
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
 
+import aiohttp
+from aiohttp.payload import BytesPayload, Payload
+
+from pecapi._version import __version__
 from pecapi.errors import ValidationError
 from pecapi.secret import Secret
+from pecapi.transport.auth import StaticAuth
 from pecapi.transport.exchange import Exchange
 from pecapi.transport.limits import ACCEPT_ENCODING
+from pecapi.transport.options import Timeout
 
-__all__ = ["request_headers", "request_query"]
+__all__ = [
+    "USER_AGENT",
+    "client_timeout",
+    "content_type",
+    "request_headers",
+    "request_payload",
+    "request_query",
+    "session_headers",
+]
+
+#: The User-Agent of every request pecapi sends, to the PEC API and to the token service.
+USER_AGENT = (
+    f"pecapi/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+)
 
 
 def request_query(
@@ -30,10 +51,11 @@ def request_query(
 
 
 def request_headers(
-    authorization: Secret, exchange: Exchange, content_type: str | None = None
+    authorization: Secret | None, exchange: Exchange, content_type: str | None = None
 ) -> dict[str, str]:
     """The headers of one attempt; ``authorization`` is the whole ``Authorization`` value
-    (``Bearer ...``, ``Basic ...``: see :class:`~pecapi.transport.auth.Auth`).
+    (``Bearer ...``, ``Basic ...``: see :class:`~pecapi.transport.auth.Auth`), None when
+    the pipeline's session carries it (a fixed one, on the session pecapi created).
     ``extra_headers`` were checked when the options were made (RequestOptions refuses
     the protected ones); pecapi's own are still set after them, so that no path could
     let a caller's value replace the credential.
@@ -48,8 +70,34 @@ def request_headers(
             if name.lower() == "accept":
                 del headers["Accept"]
             headers[name] = value
-    headers["Authorization"] = authorization.reveal()
+    if authorization is not None:
+        headers["Authorization"] = authorization.reveal()
     headers["Accept-Encoding"] = ACCEPT_ENCODING  # only what the readers can inflate
     if content_type is not None:
         headers["Content-Type"] = content_type
     return headers
+
+
+def session_headers(auth: StaticAuth | None) -> dict[str, str]:
+    """The headers of a session pecapi creates: its User-Agent and, for a fixed
+    ``Authorization`` (``auth``), that too, set once instead of on every request."""
+    if auth is None:
+        return {"User-Agent": USER_AGENT}
+    return {"User-Agent": USER_AGENT, "Authorization": auth.value.reveal()}
+
+
+def request_payload(exchange: Exchange) -> Payload | None:
+    """The body of one attempt as a payload object: its repr (what error reporters record
+    of a frame's locals) is its type, never the body."""
+    body = exchange.body()
+    if isinstance(body, bytes):  # an encoded JSON object (json_body)
+        return BytesPayload(body, content_type="application/json")
+    return body  # None, or a streamed payload with its own Content-Type
+
+
+def content_type(payload: Payload | None) -> str | None:
+    return payload.content_type if payload is not None else None
+
+
+def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)

@@ -16,19 +16,21 @@ itself, 64 KiB of output at a time: every request it reads is made with
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import attrs
 
 from pecapi.errors import ResponseDecodeError, ResponseTooLargeError, ValidationError
+from pecapi.transport.exchange import RawResponse
 
 __all__ = [
     "ACCEPT_ENCODING",
     "TOKEN_ANSWER_LIMIT",
     "LimitedBody",
     "ResponseLimits",
+    "json_reader",
     "read_error_body",
     "read_head",
     "read_limited",
@@ -277,3 +279,34 @@ async def read_error_body(response: aiohttp.ClientResponse, limits: ResponseLimi
         return await read_head(response, limits.error_body)
     except ResponseDecodeError:
         return b""
+
+
+def json_reader(
+    limits: ResponseLimits,
+) -> Callable[[aiohttp.ClientResponse], Awaitable[RawResponse]]:
+    """The reader of a JSON answer within ``limits``: a success whole (up to
+    ``limits.json``), an error's head (``limits.error_body``)."""
+
+    async def read(response: aiohttp.ClientResponse) -> RawResponse:
+        if 200 <= response.status < 300:
+            length = response.content_length
+            if (
+                length is not None
+                and length <= limits.json
+                and "Content-Encoding" not in response.headers
+            ):
+                # Framed by a length within the limit and not compressed: the parser
+                # hands over no more than that length, read in one go.
+                body = await response.content.read()
+            else:
+                body = await read_limited(response, limits.json, setting="ResponseLimits.json")
+        else:
+            # Cut, not refused: the status says what went wrong (and whether to retry);
+            # the body only adds the API's message.
+            body = await read_error_body(response, limits)
+            # An error keeps its headers: a copy, not aiohttp's (whose proxy keeps its
+            # response's whole header block). A success's are not copied (see decode).
+            return RawResponse(response.status, dict(response.headers), body)
+        return RawResponse(response.status, response.headers, body)
+
+    return read

@@ -6,23 +6,21 @@ from it are told to ``raw`` (for ``with_raw_response``).
 
 The pipeline owns the aiohttp session: it creates it lazily inside the running loop,
 closes only a session it created, and turns off aiohttp's silent re-send of GET, HEAD,
-DELETE... on a dropped kept-alive connection (a renewal is a paid GET).
+DELETE... on a dropped kept-alive connection (a renewal is a paid GET): session.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
-from aiohttp.payload import BytesPayload, Payload
 from yarl import URL
 
-from pecapi._version import __version__
 from pecapi.closing import check_loop
 from pecapi.errors import (
     AuthenticationError,
@@ -32,8 +30,14 @@ from pecapi.errors import (
     safe_url,
 )
 from pecapi.secret import Secret
-from pecapi.transport.auth import Auth, TokenProvider, bearer_auth
-from pecapi.transport.decode import api_error, decode_reply, retry_after_seconds
+from pecapi.transport.auth import Auth, StaticAuth, TokenProvider, bearer_auth
+from pecapi.transport.decode import (
+    AnswerDecoder,
+    api_error,
+    decode_answer,
+    decode_reply,
+    retry_after_seconds,
+)
 from pecapi.transport.download import Destination, PdfReader
 from pecapi.transport.endpoint import Answer, Effect, Endpoint, build_url
 from pecapi.transport.exchange import (
@@ -45,17 +49,37 @@ from pecapi.transport.exchange import (
     no_body,
     where,
 )
-from pecapi.transport.extras import request_headers, request_query
-from pecapi.transport.limits import ResponseLimits, read_error_body, read_limited
+from pecapi.transport.extras import (
+    USER_AGENT,
+    client_timeout,
+    content_type,
+    request_headers,
+    request_payload,
+    request_query,
+)
+from pecapi.transport.limits import ResponseLimits, json_reader
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
-from pecapi.transport.raw import answered, decoded
-from pecapi.transport.retry import Call, Reconciler, RetryPolicy, run_with_policy
+from pecapi.transport.raw import Recorder, answered, decoded, recording
+from pecapi.transport.retry import (
+    Call,
+    Reconciler,
+    RetryPolicy,
+    call_deadline,
+    first_read_retry,
+    resume_read,
+    run_with_policy,
+)
+from pecapi.transport.session import CAN_STOP_RESEND as _CAN_STOP_RESEND
+from pecapi.transport.session import OLD_AIOHTTP as _OLD_AIOHTTP
+from pecapi.transport.session import disable_silent_resend as _disable_silent_resend
+from pecapi.transport.session import new_session
 from pecapi.transport.shared import SharedReads
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.transport_errors import ErrorWording, raise_unchained, transport_error
 
 __all__ = [
+    "USER_AGENT",
     "BodyFactory",
     "Exchange",
     "Pipeline",
@@ -71,11 +95,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 logger = logging.getLogger("pecapi")
-
-#: The User-Agent of every request pecapi sends, to the PEC API and to the token service.
-USER_AGENT = (
-    f"pecapi/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
-)
 
 DEFAULT_RETRY = RetryPolicy()
 
@@ -102,6 +121,8 @@ class Pipeline:
         defaults: RequestOptions | None = None,
         limits: ResponseLimits | None = None,
         wording: ErrorWording = PEC_API,
+        locks: TargetLocks | None = None,
+        pending: PendingBook | None = None,
     ) -> None:
         if auth is None and token is not None:
             auth = bearer_auth(token)
@@ -120,13 +141,20 @@ class Pipeline:
         # aiohttp before 3.14 inflates a whole network chunk at once (124 MiB from one
         # chunk of a gzip bomb, measured on 3.12.2). Hence ``auto_decompress=False`` and
         # an ``Accept-Encoding`` of only what limits.py inflates, in ``attempt``.
-        self._read_answer = _read_all(self.limits)
+        self._read_answer = json_reader(self.limits)
+        # A fixed Authorization (StaticAuth) goes out as a header of the session pecapi
+        # creates, set once (session()); a user's session never gets it, and a provider's
+        # token is asked for before each attempt.
+        self._session_auth = False
+        # The aiohttp timeout of the last Timeout seen: the defaults' on almost every call.
+        self._timeout: tuple[Timeout, aiohttp.ClientTimeout] | None = None
         # The reads concurrent reconciliations share, across every copy of a client
         # (with_options): see shared.py.
         self.reads = SharedReads()
-        # Writes whose outcome is not settled yet, and one paid write per target at once.
-        self.pending = PendingBook()
-        self.locks = TargetLocks()
+        # Writes whose outcome is not settled yet, and one paid write per target at once
+        # (in this process, or across a fleet's: pecapi.fleet passes its own).
+        self.pending = pending if pending is not None else PendingBook()
+        self.locks = locks if locks is not None else TargetLocks()
         if session is not None:
             _disable_silent_resend(session)
         elif not _CAN_STOP_RESEND:
@@ -143,16 +171,9 @@ class Pipeline:
             raise ClientClosedError(f"this {self.wording.owner} is closed; create a new one")
         if self._session is None:
             # Created here, not in __init__, so that it binds to the loop that uses it.
-            # Sized to the throttle: a request past the gate never waits for a connection.
-            limit = self.throttle.max_in_flight
-            connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": USER_AGENT},
-                auto_decompress=False,
-            )
-            _disable_silent_resend(session)  # before it is kept: never used unguarded
-            self._session = session
+            static = self.auth if type(self.auth) is StaticAuth else None
+            self._session = new_session(self.throttle.max_in_flight, static)
+            self._session_auth = static is not None
         else:
             check_loop(self._session, self.wording.owner)
         return self._session
@@ -207,13 +228,54 @@ class Pipeline:
             return await self.send(exchange, reader.read, reader.finish, reconciler, target=target)
         if dest is not None:
             raise ConfigurationError(f"{exchange.endpoint.name} answers JSON, not a document")
-        return await self.send(
-            exchange,
-            self._read_answer,
-            lambda raw: decode_reply(exchange, raw, self.limits),
-            reconciler,
-            target=target,
-        )
+        recorder = recording()
+        if recorder is not None:
+            recorder.claim(exchange)
+        endpoint = exchange.endpoint
+        if endpoint.effect is not Effect.READ:
+            finish = AnswerDecoder(exchange, self.limits, recorder)
+            return await self.send(exchange, self._read_answer, finish, reconciler, target=target)
+        # A read (most calls): its first attempt is made here, without the retry loop's
+        # objects and coroutines; a retry goes on in that loop (resume_read), which decides
+        # exactly as run_with_policy would have from the start.
+        policy = exchange.options.retry or DEFAULT_RETRY
+        deadline = call_deadline(policy)
+        left = None if deadline is None else deadline - policy.clock()
+        attempts = 0
+        if left is None or left > 0:
+            try:
+                return await self._read_once(exchange, recorder, left)
+            except PecError as error:
+                delay = first_read_retry(policy, endpoint.name, error, deadline)
+                if delay is None:
+                    raise
+            await policy.sleep(delay)
+            attempts = 1
+        once = partial(self._read_once, exchange, recorder)
+        return await resume_read(endpoint.name, policy, once, deadline, attempts)
+
+    async def _read_once(
+        self, exchange: Exchange, recorder: Recorder | None, time_left: float | None
+    ) -> Any:
+        """One attempt of a read answering a JSON envelope: ``send``'s ``once``, for
+        ``call``'s path of a read."""
+        auth = self.auth
+        # ``sent`` is a Secret: this frame is in the traceback of every error below.
+        # None: the session carries the (fixed) Authorization.
+        sent = None if self._session_auth else await auth.authorization()
+        try:
+            raw = await self.attempt(exchange, self._read_answer, sent, time_left)
+            value = decode_answer(exchange, raw, self.limits, recorder)
+        except AuthenticationError:
+            # As in send: a renewable authorization gets one more chance per attempt.
+            if sent is None or not await auth.refused(sent):
+                raise
+            fresh = await auth.authorization()
+            if fresh == sent:
+                raise
+            raw = await self.attempt(exchange, self._read_answer, fresh, time_left)
+            value = decode_answer(exchange, raw, self.limits, recorder)
+        return value if recorder is None else decoded(exchange, value)
 
     async def send(
         self,
@@ -238,8 +300,11 @@ class Pipeline:
 
         async def once(time_left: float | None) -> T:
             # ``sent`` is a Secret: this frame is in the traceback of every error below.
-            # Asked for as its own step: whatever fails there, nothing was sent.
-            sent = await authenticator.authorization()
+            # Asked for as its own step: whatever fails there, nothing was sent. None: the
+            # session carries the pipeline's own (fixed) Authorization.
+            sent = (
+                None if auth is None and self._session_auth else await authenticator.authorization()
+            )
             try:
                 return decoded(
                     exchange, finish(await self.attempt(exchange, read, sent, time_left))
@@ -249,7 +314,7 @@ class Pipeline:
                 # gets one chance per attempt: the API refused the request before doing
                 # anything, so resending is safe. ``refused`` raises a TokenError
                 # without chaining the provider's (its frames held the token).
-                if not await authenticator.refused(sent):
+                if sent is None or not await authenticator.refused(sent):
                     raise
                 fresh = await authenticator.authorization()
                 if fresh == sent:
@@ -274,11 +339,12 @@ class Pipeline:
         self,
         exchange: Exchange,
         read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
-        authorization: Secret,
+        authorization: Secret | None,
         time_left: float | None = None,
     ) -> R:
         """One HTTP attempt: send, then ``read`` the response, with transport errors typed.
-        ``authorization`` is the whole ``Authorization`` value (see ``Auth``).
+        ``authorization`` is the whole ``Authorization`` value (see ``Auth``); None when
+        the session carries it.
 
         This is the single place where a request leaves the process.
         """
@@ -286,35 +352,49 @@ class Pipeline:
         timeout = exchange.options.timeout or DEFAULT_TIMEOUT
         if time_left is not None and (timeout.total is None or time_left < timeout.total):
             timeout = Timeout(total=max(time_left, 0.001), connect=timeout.connect)
+        cached = self._timeout
+        if cached is not None and cached[0] is timeout:
+            aiohttp_timeout = cached[1]
+        else:
+            aiohttp_timeout = client_timeout(timeout)
+            self._timeout = (timeout, aiohttp_timeout)
+        throttle = self.throttle
         # A payload object: its repr (what error reporters record of this frame's
         # locals) is its type, never the body (personal data, a signed callback URL).
-        payload = _payload(exchange)
+        payload = request_payload(exchange)
         started = time.perf_counter()
         # Its repr names the URL (``/tokens/{token}`` holds a token): dropped before this
         # frame ends (``finally``), so no error raised through here keeps it in a local.
         response: aiohttp.ClientResponse | None = None
         try:
-            async with (
-                self.throttle,
-                session.request(
+            entered_now = throttle.enter_now()
+            if not entered_now:
+                await throttle.__aenter__()
+            try:
+                async with session.request(
                     exchange.method,
                     exchange.url,
                     # Built in the call: no local of this frame holds the plain token.
                     data=payload,
-                    headers=request_headers(authorization, exchange, _content_type(payload)),
-                    timeout=_client_timeout(timeout),
+                    headers=request_headers(authorization, exchange, content_type(payload)),
+                    timeout=aiohttp_timeout,
                     allow_redirects=False,
                     # A session passed in by the user may say otherwise: pecapi's error
                     # types and resend rules do not depend on its settings.
                     raise_for_status=False,
                     auto_decompress=False,  # inflated by limits.LimitedBody, bounded
-                ) as response,
-            ):
-                # Told before the body is read: an answer whose body cannot be read (cut,
-                # too large, undecodable) is reported by with_raw_response all the same.
-                answered(exchange, response)
-                result = await read(response)
-                status = response.status
+                ) as response:
+                    # Told before the body is read: an answer whose body cannot be read
+                    # (cut, too large, undecodable) is reported by with_raw_response all
+                    # the same.
+                    answered(exchange, response)
+                    result = await read(response)
+                    status = response.status
+            finally:
+                if entered_now:
+                    throttle.leave()
+                else:
+                    await throttle.__aexit__(None, None, None)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
             if isinstance(exc, PecError):  # PecTimeoutError is a TimeoutError too
                 raise
@@ -348,57 +428,9 @@ class Pipeline:
         raise_unchained(error)
 
 
-def _payload(exchange: Exchange) -> Payload | None:
-    body = exchange.body()
-    if isinstance(body, bytes):  # an encoded JSON object (json_body)
-        return BytesPayload(body, content_type="application/json")
-    return body  # None, or a streamed payload with its own Content-Type
-
-
-def _content_type(payload: Payload | None) -> str | None:
-    return payload.content_type if payload is not None else None
-
-
-def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
-
-
 def _default_target(exchange: Exchange) -> str | None:
     """What a write is about: ``pec/<id>``, ``comunica_pec/<id>``; None for a creation."""
     id = exchange.params.get("id")
     if id is None:
         return None
     return exchange.endpoint.path.split("/", 2)[1] + "/" + id
-
-
-_OLD_AIOHTTP = (
-    f"aiohttp {aiohttp.__version__} silently re-sends dropped GET requests (a paid renewal "
-    "among them) and cannot be told not to: pecapi needs aiohttp >= 3.11"
-)
-# aiohttp 3.11 added the switch, as an attribute every session sets in __init__.
-_CAN_STOP_RESEND = "_retry_connection" in getattr(aiohttp.ClientSession, "ATTRS", ())
-
-
-def _disable_silent_resend(session: aiohttp.ClientSession) -> None:
-    # aiohttp re-sends a GET/HEAD/DELETE/... once when a kept-alive connection turns out
-    # to be dead. The PEC API renews (and charges) on GET /pec/{id}/rinnovo, so that hidden
-    # second request could charge twice: pecapi decides about every resend itself. An
-    # aiohttp without the switch (before 3.11) cannot be made safe: refuse it.
-    if not isinstance(getattr(session, "_retry_connection", None), bool):
-        raise ConfigurationError(_OLD_AIOHTTP)
-    session._retry_connection = False
-
-
-def _read_all(
-    limits: ResponseLimits,
-) -> Callable[[aiohttp.ClientResponse], Awaitable[RawResponse]]:
-    async def read(response: aiohttp.ClientResponse) -> RawResponse:
-        if 200 <= response.status < 300:
-            body = await read_limited(response, limits.json, setting="ResponseLimits.json")
-        else:
-            # Cut, not refused: the status says what went wrong (and whether to retry);
-            # the body only adds the API's message.
-            body = await read_error_body(response, limits)
-        return RawResponse(response.status, dict(response.headers), body)
-
-    return read

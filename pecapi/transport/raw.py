@@ -1,4 +1,5 @@
-"""The raw answer of a call beside its value: ``await with_raw_response(call)``.
+"""The raw answer of a call beside its value: ``await with_raw_response(call)``; or
+instead of its value: ``await with_raw_json(call)`` (the answer's JSON, not decoded).
 
 One generic wrapper instead of a raw twin of every operation: ``with_raw_response``
 takes the call's coroutine, so ``RawResult[T]`` keeps the operation's own result type,
@@ -8,6 +9,11 @@ pipeline tells it about every answer it reads (``answered``) and about every val
 decodes from one (``decoded``). A context variable is per task, so concurrent calls
 never see each other's answers; when none is set (the common case) the pipeline's cost
 is one ``ContextVar.get`` per answer.
+
+``with_raw_json`` records the same way, and tells the pipeline to hand the call's own
+answers over as parsed (the envelope still checked, its errors still typed) instead of
+decoding them into models: the cheapest way to read the API, for a caller that only
+passes the JSON on.
 """
 
 from __future__ import annotations
@@ -24,7 +30,15 @@ import attrs
 from pecapi.errors import ValidationError
 from pecapi.transport.exchange import Exchange
 
-__all__ = ["RawResult", "ResponseInfo", "answered", "decoded", "with_raw_response"]
+__all__ = [
+    "RawResult",
+    "ResponseInfo",
+    "answered",
+    "decoded",
+    "recording",
+    "with_raw_json",
+    "with_raw_response",
+]
 
 T = TypeVar("T")
 
@@ -80,14 +94,54 @@ class RawResult(Generic[T]):
         return self.response.operation
 
 
-class _Recorder:
-    __slots__ = ("answers", "pending", "values")
+class Recorder:
+    """What one ``with_raw_response`` or ``with_raw_json`` call has seen so far."""
 
-    def __init__(self) -> None:
+    __slots__ = ("answers", "data", "json", "own", "pending", "values")
+
+    def __init__(self, *, json: bool = False) -> None:
         self.answers: list[ResponseInfo] = []
         # The last answer read per exchange, until it is decoded (or fails to be).
         self.pending: dict[Exchange, ResponseInfo] = {}
         self.values: list[tuple[Any, ResponseInfo]] = []
+        #: with_raw_json: the call's own answers are not decoded into models.
+        self.json = json
+        #: with_raw_json: the call's own exchange, the first the pipeline is given (the
+        #: reads of a write's reconciliation come after it, and are decoded: the
+        #: reconciler needs models).
+        self.own: Exchange | None = None
+        #: with_raw_json: the parsed data of each value decoded from another exchange (a
+        #: settled write's value is the read that found its change), by the value.
+        self.data: list[tuple[Any, Any]] = []
+
+    def claim(self, exchange: Exchange) -> None:
+        """Told by the pipeline of every exchange it is given: the first is the call's."""
+        if self.own is None:
+            self.own = exchange
+
+    def undecoded(self, exchange: Exchange) -> bool:
+        """Whether ``exchange``'s answers are handed over as parsed (with_raw_json)."""
+        return self.json and self.own is exchange
+
+    def keep(self, value: Any, data: Any) -> None:
+        self.data.append((value, data))
+
+    def forget(self) -> None:
+        """Drop what the call recorded: aiohttp's timers (a kept-alive connection's, for
+        seconds) copy the context they are set in, this recorder with it, and must not
+        keep the call's answers and values alive."""
+        self.answers = []
+        self.pending = {}
+        self.values = []
+        self.data = []
+        self.own = None
+
+    def data_of(self, value: Any) -> Any:
+        """The JSON kept beside ``value`` (with_raw_json), else ``value`` itself."""
+        for candidate, data in reversed(self.data):
+            if candidate is value:
+                return data
+        return value
 
     def answer_of(self, value: Any) -> ResponseInfo | None:
         # By identity: a reconciled write returns the very object its read decoded.
@@ -98,9 +152,15 @@ class _Recorder:
         return self.answers[-1] if self.answers else None
 
 
-_recorder: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar(
+_recorder: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
     "pecapi_raw_response", default=None
 )
+
+
+def recording() -> Recorder | None:
+    """The recorder of the ``with_raw_response``/``with_raw_json`` call running in this
+    task, if any."""
+    return _recorder.get()
 
 
 def answered(exchange: Exchange, response: aiohttp.ClientResponse) -> None:
@@ -133,20 +193,58 @@ async def with_raw_response(call: Awaitable[T]) -> RawResult[T]:
     Errors propagate unchanged (a :class:`~pecapi.PecApiError` carries the status,
     headers and body of its answer).
     """
+    _check_call(call, "with_raw_response")
+    result: RawResult[T] = await _recorded(call, Recorder())
+    return result
+
+
+async def with_raw_json(call: Awaitable[object]) -> RawResult[Any]:
+    """Await ``call`` (an operation, not awaited yet) and return the ``data`` of its answer
+    as parsed JSON (dicts, lists, strings...), not decoded into models, with the HTTP
+    answer it came from::
+
+        raw = await pecapi.with_raw_json(client.mailboxes.get(box_id))
+        raw.value["stato"]  # the API's own JSON: a web backend can pass it on as it is
+        raw.status, raw.headers, raw.request_id
+
+    The cheapest way to read the API: the call runs as it would (retries, typed errors
+    for error statuses and broken answers, limits), only the models' decoding is skipped.
+    A paid write settled by reading the account returns the JSON of the read that found
+    its change; an operation that makes its value of an error answer returns that value
+    (``mailboxes.is_available``: False for "taken"); a PDF form, its bytes or path.
+    """
+    _check_call(call, "with_raw_json")
+    return await _recorded(call, Recorder(json=True))
+
+
+async def _recorded(call: Awaitable[Any], recorder: Recorder) -> RawResult[Any]:
+    """``call`` awaited under ``recorder``; its value (for with_raw_json, the JSON kept
+    beside it) with the answer it came from."""
+    token = _recorder.set(recorder)
+    # forget() on every way out, an error's too: the copied contexts outlive the call.
+    try:
+        try:
+            value = await call
+        finally:
+            _recorder.reset(token)
+        info = _answer_of(recorder, value)
+        return RawResult(recorder.data_of(value), info, tuple(recorder.answers))
+    finally:
+        recorder.forget()
+
+
+def _check_call(call: Awaitable[Any], name: str) -> None:
     if isinstance(call, asyncio.Future) or not inspect.isawaitable(call):
         # A task runs in the context it was created in: its answers would not be seen.
         raise ValidationError(
             None,
-            "with_raw_response takes the call itself, not awaited and not a task: "
-            "with_raw_response(client.mailboxes.get(id))",
+            f"{name} takes the call itself, not awaited and not a task: "
+            f"{name}(client.mailboxes.get(id))",
         )
-    recorder = _Recorder()
-    token = _recorder.set(recorder)
-    try:
-        value = await call
-    finally:
-        _recorder.reset(token)
+
+
+def _answer_of(recorder: Recorder, value: Any) -> ResponseInfo:
     info = recorder.answer_of(value)
     if info is None:
         raise ValidationError(None, "the awaited call received no HTTP answer to report")
-    return RawResult(value, info, tuple(recorder.answers))
+    return info

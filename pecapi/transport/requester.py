@@ -9,9 +9,9 @@ rest, one send path for both (retries, settling, error mapping, limits, raw reco
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Coroutine, Hashable, Mapping
 from pathlib import Path
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from pecapi.errors import ConfigurationError
 from pecapi.transport.download import Destination
@@ -56,7 +56,7 @@ class Requester:
         """A call's effective options: ``options`` over :attr:`defaults`."""
         return self.defaults if options is None else options.merged_over(self.defaults)
 
-    async def call(
+    def call(
         self,
         endpoint: Endpoint[T],
         *,
@@ -66,21 +66,24 @@ class Requester:
         options: RequestOptions | None = None,
         reconciler: Reconciler[T] | None = None,
         target: str | None = None,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Send one call of ``endpoint`` and return its value (what its ``decode`` makes
         of the envelope). ``params`` fill the path, ``query`` is the
         operation's own query, ``body`` makes the body of each attempt. A write's
         ``reconciler`` settles an unknown outcome; ``target`` names what it is about
         (by default ``<segment>/<id>``): one paid write per target at a time. A PDF
-        endpoint is refused: :meth:`download` reads those (one rule, both ways)."""
+        endpoint is refused: :meth:`download` reads those (one rule, both ways).
+
+        Not a coroutine function: it returns the pipeline's coroutine (one coroutine less
+        per call), and so checks its arguments when called, not when awaited."""
         if endpoint.answer is not Answer.ENVELOPE:
             raise ConfigurationError(f"{endpoint.name} answers a PDF: use download()")
         pipeline = self._pipeline
         exchange = pipeline.exchange(
             endpoint, params=params, query=query, body=body, options=self.options(options)
         )
-        value: T = await pipeline.call(exchange, reconciler, target=target)
-        return value
+        call: Coroutine[Any, Any, T] = pipeline.call(exchange, reconciler, target=target)
+        return call
 
     @overload
     async def download(

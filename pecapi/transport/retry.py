@@ -62,7 +62,17 @@ from pecapi.transport.pending import (
     outer_deadline,
 )
 
-__all__ = ["Attempt", "Decision", "Reconciler", "RetryPolicy", "classify", "run_with_policy"]
+__all__ = [
+    "Attempt",
+    "Decision",
+    "Reconciler",
+    "RetryPolicy",
+    "call_deadline",
+    "classify",
+    "first_read_retry",
+    "resume_read",
+    "run_with_policy",
+]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -264,7 +274,7 @@ class Call(Generic[T]):
         self.target = target
 
 
-def _deadline(policy: RetryPolicy) -> float | None:
+def call_deadline(policy: RetryPolicy) -> float | None:
     """This call's deadline: its own, or sooner that of the call it serves (a settle read)."""
     own = None if policy.deadline is None else policy.clock() + policy.deadline
     outer = outer_deadline(policy.clock)
@@ -282,7 +292,7 @@ async def run_with_policy(
     :class:`TargetLocks`), and first settles what an earlier call on the target left
     pending: its own reconciliation could otherwise take that write's change for its own.
     """
-    deadline = _deadline(policy)
+    deadline = call_deadline(policy)
     if call.locks is None or call.target is None:
         return await _run(call, policy, once, deadline)
     left = None if deadline is None else deadline - policy.clock()
@@ -293,11 +303,39 @@ async def run_with_policy(
         return await _run(call, policy, once, deadline)
 
 
+def first_read_retry(
+    policy: RetryPolicy, operation: str, error: PecError, deadline: float | None
+) -> float | None:
+    """How long to wait after the first attempt of a read failed with ``error``, or None
+    when it is final: what :func:`run_with_policy` decides, for a caller that made the
+    first attempt itself (the pipeline's path of a read, without the loop's objects).
+    The caller then sleeps and goes on with :func:`resume_read`."""
+    if classify(error, Effect.READ) is not Decision.RETRY:
+        return None
+    delay = _wait_before_retry(policy, error, 1, deadline)
+    if delay is not None:
+        _notify(policy, operation, 1, error, delay, settling=False)
+    return delay
+
+
+async def resume_read(
+    operation: str,
+    policy: RetryPolicy,
+    once: Callable[[float | None], Awaitable[T]],
+    deadline: float | None,
+    attempts: int,
+) -> T:
+    """:func:`run_with_policy` for a read of which ``attempts`` were made already, under
+    the ``deadline`` they were made under (:func:`call_deadline`)."""
+    return await _run(Call(operation, Effect.READ), policy, once, deadline, attempts)
+
+
 async def _run(
     call: Call[T],
     policy: RetryPolicy,
     once: Callable[[float | None], Awaitable[T]],
     deadline: float | None,
+    attempts: int = 0,
 ) -> T:
     clock = policy.clock
     operation, effect = call.operation, call.effect
@@ -312,7 +350,7 @@ async def _run(
             # operation's own error), but an unknown outcome can then not be checked.
             logger.info("%s: cannot prepare reconciliation (%s); no resend", operation, exc)
             reconciler = None
-    attempt = 0
+    attempt = attempts
     resent = False  # sent again after a window that showed no change
     while True:
         attempt += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -17,7 +18,9 @@ class Throttle:
     ``rate`` request starts per second on average (bursts of up to ``burst``).
 
     One throttle is shared by every call of a client, retries and reconciliation reads
-    included: it is the single gate in front of the network.
+    included: it is the single gate in front of the network. Enter it with ``async
+    with``; the pipeline first tries :meth:`enter_now` (then :meth:`leave`), which takes a
+    free slot without a coroutine when no rate applies.
     """
 
     def __init__(
@@ -38,7 +41,12 @@ class Throttle:
         self.max_in_flight = max_in_flight
         self.rate = float(rate) if rate is not None else None
         self.burst = max(1, burst if burst is not None else int(self.rate or 1))
-        self._slots = asyncio.Semaphore(max_in_flight)
+        # The slots: a count and a queue of waiters, first come first served (what
+        # asyncio.Semaphore does, with a synchronous fast path: enter_now).
+        self._free = max_in_flight
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        # A subclass with its own gate (__aenter__) is always entered with ``async with``.
+        self._plain = type(self).__aenter__ is Throttle.__aenter__
         self._clock = clock
         self._sleep = sleep
         self._tokens = float(self.burst)
@@ -63,13 +71,54 @@ class Throttle:
                     return
                 await self._sleep((1 - self._tokens) / self.rate)
 
+    def enter_now(self) -> bool:
+        """Take a slot if that needs no waiting (a free slot, nobody queued, no rate, not
+        a subclass with a gate of its own): True, and :meth:`leave` gives it back.
+        False: nothing taken, enter with ``async with``."""
+        if self._free > 0 and self.rate is None and self._plain and not self._waiters:
+            self._free -= 1
+            self._in_flight += 1
+            return True
+        return False
+
+    def leave(self) -> None:
+        """Give back a slot taken by :meth:`enter_now`."""
+        self._in_flight -= 1
+        self._give_back()
+
+    async def _take_slot(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give_back()  # handed a slot, then cancelled: pass it on
+            raise
+        finally:
+            if not waiter.done():
+                self._waiters.remove(waiter)
+
+    def _give_back(self) -> None:
+        # Straight to the first waiter still waiting: the slot never looks free to a
+        # newcomer in between (first come, first served).
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
     async def __aenter__(self) -> None:
-        await self._slots.acquire()
+        await self._take_slot()
         if self.rate is not None:
             try:
                 await self._take_token()
             except BaseException:
-                self._slots.release()
+                self._give_back()
                 raise
         self._in_flight += 1
 
@@ -80,4 +129,4 @@ class Throttle:
         tb: TracebackType | None,
     ) -> None:
         self._in_flight -= 1
-        self._slots.release()
+        self._give_back()

@@ -35,9 +35,9 @@ ALL = dict(_parsers(build_parser()))
 def test_the_walk_reaches_every_command() -> None:
     commands = {(c.group, c.name) for c in COMMANDS}
     assert commands <= set(ALL)
-    assert {("demo",), ("emulator",), ("provision",), ("mailboxes",), ()} <= set(ALL)
+    assert {("demo",), ("emulator",), ("provision",), ("worker",), ("mailboxes",), ()} <= set(ALL)
     leaves = [p for p, parser in ALL.items() if parser.get_default("handler") is not None]
-    assert len(leaves) == len(COMMANDS) + 3  # every command, and demo, emulator, provision
+    assert len(leaves) == len(COMMANDS) + 4  # every command, demo, emulator, provision, worker
 
 
 def test_rest_pattern_catches_what_it_must() -> None:

@@ -1,0 +1,261 @@
+"""Outcomes not settled yet, recorded in Redis so that every process sees them.
+
+A client's :class:`~pecapi.transport.pending.PendingBook` holds the writes its calls gave
+up on. :class:`FleetPendingBook` is that book, and also writes each unsettled outcome to
+``<ns>:pending:<hash of the target>`` when the process lets go of the target's lease
+(and deletes it once settled). What is recorded is what another process needs to settle it
+and nothing more: the operation, the target, the error's type, when it failed (Redis's
+clock) and its settle window, and how to check it (:mod:`pecapi.fleet.checks`). No token,
+no request body.
+
+Under a target's lease, before a write is sent, the outcomes other processes recorded on
+that target are *adopted*: rebuilt with a reconciler of this client and put in this book,
+where the pipeline settles them first, as it does its own (it reads the account; it never
+sends them again). An outcome that cannot be checked from another process (a lambda's
+test: ``change_type``, ``add_user``, comunica_pec uploads) is waited out instead: after its
+settle window it can no longer take effect, and the write goes on; its record stays for
+the process that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from pecapi.errors import PecError, PecTimeoutError
+from pecapi.fleet.checks import Unchecked, check_of, rebuild
+from pecapi.fleet.store import Store, digest
+from pecapi.transport.pending import PendingBook, PendingOutcome
+
+if TYPE_CHECKING:
+    from pecapi.client import PecClient
+
+__all__ = ["FleetPendingBook", "RecordedCause"]
+
+logger = logging.getLogger("pecapi")
+
+#: How long a record outlives its settle window, unsettled, before Redis forgets it.
+KEEP_FOR = 7 * 24 * 3600
+
+# KEYS[1] the target's hash, KEYS[2] the index of targets. ARGV[1] the target's hash name,
+# ARGV[2] ttl s, ARGV[3] n: then n (field, value) pairs to write, then fields to delete.
+SYNC = """
+local n = tonumber(ARGV[3])
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[1], ARGV[4 + 2 * i], ARGV[5 + 2 * i])
+end
+for i = 4 + 2 * n, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+end
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+
+class RecordedCause(PecError):
+    """The error of a write recorded by another process (only its type is recorded)."""
+
+
+class FleetPendingBook(PendingBook):
+    """A client's book of pending outcomes (``PendingBook``) whose unsettled outcomes
+    every process of the fleet can see and settle."""
+
+    __slots__ = ("_client", "_gone", "_ids", "_listed", "_objects", "_recorded", "_store")
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self._store = store
+        self._client: PecClient | None = None
+        self._ids: dict[int, str] = {}  # id(outcome) -> its record's id
+        self._objects: dict[str, PendingOutcome[Any]] = {}  # record id -> own/adopted outcome
+        self._listed: dict[str, PendingOutcome[Any]] = {}  # rebuilt by outcomes(), not adopted
+        self._recorded: dict[str, set[str]] = {}  # target -> ids in Redis, written here
+        self._gone: dict[str, set[str]] = {}  # target -> ids settled, to delete
+
+    def attach(self, client: PecClient) -> None:
+        """The client whose reads settle other processes' outcomes."""
+        self._client = client
+
+    def record_id(self, pending: PendingOutcome[Any]) -> str:
+        found = self._ids.get(id(pending))
+        if found is None:
+            found = self._ids[id(pending)] = secrets.token_hex(12)
+            self._objects[found] = pending
+        return found
+
+    def add(self, pending: PendingOutcome[Any]) -> None:
+        super().add(pending)
+        self.record_id(pending)
+
+    def discard(self, pending: PendingOutcome[Any]) -> None:
+        super().discard(pending)
+        rid = self._ids.pop(id(pending), None)
+        if rid is None:
+            return
+        self._objects.pop(rid, None)
+        self._listed.pop(rid, None)
+        target = pending.target
+        if target is not None:
+            self._gone.setdefault(target, set()).add(rid)
+
+    def _key(self, target: str) -> tuple[str, str]:
+        name = digest(target)
+        return self._store.key("pending", name), name
+
+    # -- under the target's lease -----------------------------------------------------------
+
+    async def sync(self, target: str) -> None:
+        """Write this process's unsettled outcomes on ``target``; delete settled ones."""
+        recorded = self._recorded.setdefault(target, set())
+        fresh = [p for p in self.for_target(target) if self.record_id(p) not in recorded]
+        gone = self._gone.pop(target, set())
+        if not fresh and not gone:
+            if not recorded:
+                self._recorded.pop(target, None)
+            return
+        redis_now = await self._now()
+        pairs: list[str] = []
+        for pending in fresh:
+            pairs += [self.record_id(pending), json.dumps(_record(pending, redis_now))]
+        key, name = self._key(target)
+        ttl = max([KEEP_FOR] + [int(p.window) + KEEP_FOR for p in fresh])
+        script = self._store.script("pending-sync", SYNC)
+        args = [name, str(ttl), str(len(fresh)), *pairs, *sorted(gone)]
+        await self._store.run(
+            "recording pending outcomes", lambda _: script([key, self._store.key("pending")], args)
+        )
+        recorded.update(self.record_id(p) for p in fresh)
+        recorded.difference_update(gone)
+        if not recorded:
+            self._recorded.pop(target, None)
+
+    async def settle_foreign(self, target: str, timeout: float | None) -> None:
+        """Adopt the outcomes other processes recorded on ``target`` (the pipeline then
+        settles them before the write); wait out those that cannot be checked here."""
+        key, _ = self._key(target)
+        found = await self._store.hgetall("reading pending outcomes", key)
+        foreign = {rid: raw for rid, raw in found.items() if rid not in self._objects}
+        if not foreign:
+            return
+        redis_now = await self._now()
+        started = time.monotonic()
+        for rid, raw in sorted(foreign.items()):
+            pending = self._listed.pop(rid, None) or self._rebuild(rid, raw, redis_now)
+            if pending is None or isinstance(pending.reconciler, Unchecked):
+                record = _load(raw)
+                left = (record.get("failed_at", 0.0) + record.get("window", 0.0)) - redis_now
+                left -= time.monotonic() - started
+                if left <= 0:
+                    continue
+                if timeout is not None and left > timeout - (time.monotonic() - started):
+                    raise PecTimeoutError(
+                        "the deadline passed while another process's write on the same "
+                        "target could still take effect",
+                        request_sent=False,
+                    )
+                logger.info("pecapi.fleet: waiting %.1fs for another process's write", left)
+                await asyncio.sleep(left)
+                continue
+            # Now this process's: the pipeline settles it before the write.
+            self._objects[rid] = pending
+            self.add(pending)
+            self._recorded.setdefault(target, set()).add(rid)
+
+    async def outcomes(self, client: PecClient) -> list[PendingOutcome[Any]]:
+        """Every outcome any process recorded (this one's as they are), and this
+        process's own not recorded yet."""
+        index = self._store.key("pending")
+        names = await self._store.smembers("listing pending outcomes", index)
+        redis_now = await self._now()
+        result: dict[str, PendingOutcome[Any]] = {}
+        for name in sorted(names):
+            key = self._store.key("pending", name)
+            found = await self._store.hgetall("reading pending outcomes", key)
+            for rid, raw in found.items():
+                found_here = self._objects.get(rid) or self._listed.get(rid)
+                if found_here is None:
+                    found_here = self._rebuild(rid, raw, redis_now, client=client, listing=True)
+                    if found_here is not None:
+                        self._listed[rid] = found_here
+                if found_here is not None:
+                    result[rid] = found_here
+        for pending in self.items():
+            result.setdefault(self.record_id(pending), pending)
+        return list(result.values())
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _now(self) -> float:
+        return await self._store.now()
+
+    def _rebuild(
+        self,
+        rid: str,
+        raw: str,
+        redis_now: float,
+        *,
+        client: PecClient | None = None,
+        listing: bool = False,
+    ) -> PendingOutcome[Any] | None:
+        client = client or self._client
+        record = _load(raw)
+        target = record.get("target")
+        if client is None or not isinstance(target, str):
+            return None
+        reconciler = rebuild(client, record.get("check"), target, listing=listing)
+        if reconciler is None:
+            return None
+        cause = (
+            None
+            if record.get("cancelled")
+            else RecordedCause(f"{record.get('cause') or 'an error'} in another process")
+        )
+        pending: PendingOutcome[Any] = PendingOutcome(
+            operation=str(record.get("operation", "?")),
+            target=target,
+            cause=cause,
+            reconciler=reconciler,
+            policy=client.retry_policy,
+            book=self,
+        )
+        # The window as recorded, on this process's clock.
+        age = max(0.0, redis_now - float(record.get("failed_at", redis_now)))
+        pending.failed_at = pending.policy.clock() - age
+        pending.window = float(record.get("window", pending.window))
+        pending.cancelled = bool(record.get("cancelled"))
+        self._ids[id(pending)] = rid
+        return pending
+
+
+def _record(pending: PendingOutcome[Any], redis_now: float) -> dict[str, Any]:
+    age = max(0.0, pending.policy.clock() - pending.failed_at)
+    cause = pending.cause
+    return {
+        "v": 1,
+        "operation": pending.operation,
+        "target": pending.target,
+        "cause": None if cause is None else type(cause).__name__,
+        "cancelled": pending.cancelled,
+        "failed_at": redis_now - age,
+        "window": pending.window,
+        "check": check_of(pending),
+    }
+
+
+def _load(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
