@@ -244,11 +244,11 @@ class FleetLocks(TargetLocks):
                 return
             try:
                 left = None if timeout is None else timeout - (time.monotonic() - started)
-                await self._book.settle_foreign(target, left)
+                await self._book.settle_foreign(target, left, lease.owner)
                 yield
             finally:
                 try:
-                    await self._book.sync(target)
+                    await self._book.sync(target, lease.owner)
                 except CoordinationError as exc:
                     # Not raised over the call's own outcome (an OutcomeUnknownError's
                     # handle): the outcomes stay in this process's book.

@@ -15,6 +15,12 @@ sends them again). An outcome that cannot be checked from another process (a lam
 test: ``change_type``, ``add_user``, comunica_pec uploads) is waited out instead: after its
 settle window it can no longer take effect, and the write goes on; its record stays for
 the process that made it.
+
+Each holder of a target's lease also marks its write in flight there (``flight:<owner>``),
+in the same step as it reads the target's records, and deletes the mark when it lets go.
+A mark found by the next holder is a write whose process died (or could not let go) while
+it may have been on the wire, with no record: it is waited out like an outcome that cannot
+be checked, its window counted from when it is found.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pecapi.errors import PecError, PecTimeoutError
 from pecapi.fleet.checks import Unchecked, check_of, rebuild
-from pecapi.fleet.store import Store, digest
+from pecapi.fleet.store import Store, digest, text
 from pecapi.transport.pending import PendingBook, PendingOutcome
 
 if TYPE_CHECKING:
@@ -60,6 +66,23 @@ if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return 1
+"""
+
+#: The field of a holder's write in flight: ``flight:<lease owner>``.
+FLIGHT = "flight:"
+
+# KEYS[1] the target's hash. ARGV[1] this holder's field, ARGV[2] its settle window (s),
+# ARGV[3] ttl s. Reads the hash and marks this holder's write in flight, in one step:
+# answers {Redis's TIME seconds, microseconds, the hash as it was}.
+ENTER = """
+local t = redis.call('TIME')
+local found = redis.call('HGETALL', KEYS[1])
+local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+redis.call('HSET', KEYS[1], ARGV[1], '{"at": ' .. at .. ', "window": ' .. ARGV[2] .. '}')
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return {t[1], t[2], found}
 """
 
 
@@ -115,11 +138,14 @@ class FleetPendingBook(PendingBook):
 
     # -- under the target's lease -----------------------------------------------------------
 
-    async def sync(self, target: str) -> None:
-        """Write this process's unsettled outcomes on ``target``; delete settled ones."""
+    async def sync(self, target: str, holder: str | None = None) -> None:
+        """Write this process's unsettled outcomes on ``target``; delete settled ones, and
+        the in-flight mark of ``holder`` (the lease's owner), in the same step."""
         recorded = self._recorded.setdefault(target, set())
         fresh = [p for p in self.for_target(target) if self.record_id(p) not in recorded]
         gone = self._gone.pop(target, set())
+        if holder is not None:
+            gone.add(FLIGHT + holder)
         if not fresh and not gone:
             if not recorded:
                 self._recorded.pop(target, None)
@@ -140,32 +166,56 @@ class FleetPendingBook(PendingBook):
         if not recorded:
             self._recorded.pop(target, None)
 
-    async def settle_foreign(self, target: str, timeout: float | None) -> None:
+    async def settle_foreign(
+        self, target: str, timeout: float | None, holder: str | None = None
+    ) -> None:
         """Adopt the outcomes other processes recorded on ``target`` (the pipeline then
-        settles them before the write); wait out those that cannot be checked here."""
+        settles them before the write); wait out those that cannot be checked here.
+
+        With ``holder`` (the lease's owner), this holder's write is marked in flight on
+        the target in the same step (deleted by :meth:`sync` at release): a process killed
+        while its write is on the wire leaves that mark, and the next holder waits out its
+        settle window instead of taking a late commit of it for its own write's.
+        """
         key, _ = self._key(target)
-        found = await self._store.hgetall("reading pending outcomes", key)
+        redis_now: float | None = None
+        if holder is None:
+            found = await self._store.hgetall("reading pending outcomes", key)
+        else:
+            found, redis_now = await self._enter(key, holder)
         foreign = {rid: raw for rid, raw in found.items() if rid not in self._objects}
         if not foreign:
             return
-        redis_now = await self._now()
+        if redis_now is None:
+            redis_now = await self._now()
         started = time.monotonic()
         for rid, raw in sorted(foreign.items()):
-            pending = self._listed.pop(rid, None) or self._rebuild(rid, raw, redis_now)
+            flight = rid.startswith(FLIGHT)
+            pending = (
+                None
+                if flight
+                else self._listed.pop(rid, None) or self._rebuild(rid, raw, redis_now)
+            )
             if pending is None or isinstance(pending.reconciler, Unchecked):
                 record = _load(raw)
-                left = (record.get("failed_at", 0.0) + record.get("window", 0.0)) - redis_now
+                # A mark left in flight: its holder let go without releasing (killed, or
+                # its release failed), and the write it had on the wire may be committed
+                # up to a window after its request arrived, before now: counted from now.
+                failed_at = redis_now if flight else record.get("failed_at", 0.0)
+                left = (failed_at + record.get("window", 0.0)) - redis_now
                 left -= time.monotonic() - started
-                if left <= 0:
-                    continue
-                if timeout is not None and left > timeout - (time.monotonic() - started):
-                    raise PecTimeoutError(
-                        "the deadline passed while another process's write on the same "
-                        "target could still take effect",
-                        request_sent=False,
-                    )
-                logger.info("pecapi.fleet: waiting %.1fs for another process's write", left)
-                await asyncio.sleep(left)
+                if left > 0:
+                    if timeout is not None and left > timeout - (time.monotonic() - started):
+                        raise PecTimeoutError(
+                            "the deadline passed while another process's write on the same "
+                            "target could still take effect",
+                            request_sent=False,
+                        )
+                    logger.info("pecapi.fleet: waiting %.1fs for another process's write", left)
+                    await asyncio.sleep(left)
+                if flight:
+                    # Waited out (not before: a holder cut short leaves it for the next).
+                    self._gone.setdefault(target, set()).add(rid)
                 continue
             # Now this process's: the pipeline settles it before the write.
             self._objects[rid] = pending
@@ -198,6 +248,17 @@ class FleetPendingBook(PendingBook):
 
     async def _now(self) -> float:
         return await self._store.now()
+
+    async def _enter(self, key: str, holder: str) -> tuple[dict[str, str], float]:
+        """The target's hash and Redis's clock; this holder's write marked in flight."""
+        window = 0.0 if self._client is None else float(self._client.retry_policy.settle)
+        script = self._store.script("pending-enter", ENTER)
+        args = [FLIGHT + holder, repr(window), str(int(window) + KEEP_FOR)]
+        seconds, micros, flat = await self._store.run(
+            "reading pending outcomes", lambda _: script([key], args)
+        )
+        found = {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return found, float(text(seconds)) + float(text(micros)) / 1e6
 
     def _rebuild(
         self,
