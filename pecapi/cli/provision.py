@@ -22,7 +22,7 @@ from .connection import (
     seconds,
 )
 from .csvinput import delimiter, read_csv
-from .exits import ExitCode, UsageError
+from .exits import UsageError
 from .output import Output
 from .progress import progress
 from .stopping import Stop
@@ -163,10 +163,7 @@ async def run(args: argparse.Namespace, out: Output) -> int:
     await stop.run(work())
     finished = sum(statuses.values())
     incomplete = finished - complete
-    if stop.requested:
-        code = stop.exit_code
-    else:
-        code = ExitCode.OK if incomplete == 0 else ExitCode.FAILURE
+    code = stop.run_exit_code(incomplete)
     left = incomplete > 0 or finished < total
     resume = _resume_command(args) if left else None
     if out.json_mode:

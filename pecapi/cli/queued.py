@@ -24,7 +24,6 @@ from pecapi.journal import STATUSES
 
 from . import events
 from .csvinput import CsvTable
-from .exits import ExitCode
 from .output import Output
 from .progress import progress
 from .stopping import Stop
@@ -129,10 +128,7 @@ async def run_queued(
     await stop.run(work())
     finished = sum(statuses.values())
     incomplete = finished - complete
-    if stop.requested:
-        code = stop.exit_code
-    else:
-        code = ExitCode.OK if incomplete == 0 else ExitCode.FAILURE
+    code = stop.run_exit_code(incomplete)
     again = redact(resume) if incomplete > 0 or finished < total else None
     if out.json_mode:
         out.json(

@@ -52,6 +52,13 @@ class Stop:
         """130 or 143 once a signal came (OK before: callers pick their own code then)."""
         return _CODES[self.signal] if self.signal is not None else ExitCode.OK
 
+    def run_exit_code(self, incomplete: int) -> ExitCode:
+        """How a provisioning run (one process or a queued job) exits: 130/143 when a
+        signal stopped it, else 1 when rows are not done, else 0."""
+        if self.requested:
+            return self.exit_code
+        return ExitCode.OK if incomplete == 0 else ExitCode.FAILURE
+
     def _received(self, name: str) -> None:
         self.received += 1
         if self.signal is None:
