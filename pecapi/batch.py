@@ -10,6 +10,7 @@ started come out as :class:`BatchSkipped`, never sent, instead of one 402 each.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -173,6 +174,11 @@ class Batch(AsyncClosing, Generic[I, R]):
         self.failed = 0
         self.skipped = 0
         self._pending: set[asyncio.Task[BatchResult[I, R]]] = set()
+        # Tasks that finished and are not yielded yet, told by each task's done callback:
+        # ``asyncio.wait`` over the pending set would add and remove a callback on every
+        # pending task at each wake-up (200 of them at concurrency 200, per result).
+        self._finished: collections.deque[asyncio.Task[BatchResult[I, R]]] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
         #: Inputs whose call was cancelled while in flight (leaving the batch early, an
         #: error, a cancellation): a write among them may have reached the API, and its
         #: outcome is in the client's ``pending_outcomes()``.
@@ -233,6 +239,26 @@ class Batch(AsyncClosing, Generic[I, R]):
             for item in self._inputs:
                 yield item
 
+    def _on_done(self, task: asyncio.Task[BatchResult[I, R]]) -> None:
+        self._finished.append(task)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _next_finished(self) -> list[asyncio.Task[BatchResult[I, R]]]:
+        """The tasks finished since the last call (at least one), in input order."""
+        wakeup = self._wakeup
+        if wakeup is None:
+            wakeup = self._wakeup = asyncio.Event()
+        while not self._finished:
+            wakeup.clear()
+            await wakeup.wait()
+        finished = list(self._finished)
+        self._finished.clear()
+        self._pending.difference_update(finished)
+        if len(finished) > 1:
+            finished.sort(key=lambda t: t.result().index)
+        return finished
+
     async def _run(self) -> AsyncGenerator[BatchResult[I, R], None]:
         source = self._inputs_async()
         index = 0
@@ -254,14 +280,13 @@ class Batch(AsyncClosing, Generic[I, R]):
                         yield self._counted(BatchSkipped(index=index, input=item, error=error))
                         index += 1
                         break
-                    self._pending.add(asyncio.ensure_future(self._one(index, item)))
+                    task = asyncio.ensure_future(self._one(index, item))
+                    task.add_done_callback(self._on_done)
+                    self._pending.add(task)
                     index += 1
                 if not self._pending:
                     break
-                finished, self._pending = await asyncio.wait(
-                    self._pending, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in sorted(finished, key=lambda t: t.result().index):
+                for task in await self._next_finished():
                     yield self._counted(task.result())
             # Stopped, and what was in flight has finished: the rest is reported, not sent
             # (read lazily like the rest of the input).
@@ -277,10 +302,12 @@ class Batch(AsyncClosing, Generic[I, R]):
 
     async def _cancel_pending(self) -> None:
         pending, self._pending = self._pending, set()
+        self._finished.clear()
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        self._finished.clear()  # their done callbacks ran during the gather
 
     # -- lifecycle -----------------------------------------------------------------------
 

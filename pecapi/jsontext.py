@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "FAST_DUMPS",
     "FAST_LOADS",
     "MAX_DEPTH",
     "JsonError",
     "TooManyValues",
     "count_values",
+    "dumps",
     "loads",
     "nested_deeper",
     "whole_number",
@@ -49,6 +51,38 @@ def _first_fast(text: bytes) -> Any:
 #: ``json.loads``; :func:`loads` uses it only where it gives the very value
 #: ``json.loads`` gives (see ``_fast``). Tests set it (None: the standard library).
 FAST_LOADS: Callable[[bytes], Any] | None = _first_fast
+
+
+def _first_dumps(value: Any) -> bytes:
+    """Stands for orjson's ``dumps`` until the first body is encoded (see ``_first_fast``)."""
+    global FAST_DUMPS
+    try:
+        import orjson
+    except ImportError:
+        FAST_DUMPS = None
+        raise ValueError("orjson is not installed") from None
+    FAST_DUMPS = orjson.dumps
+    return orjson.dumps(value)
+
+
+#: orjson's ``dumps`` when it is installed (imported at the first body), None where it is
+#: not: what :func:`dumps` tries first. Tests set it (None: the standard library).
+FAST_DUMPS: Callable[[Any], bytes] | None = _first_dumps
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON (a request body): orjson's encoding when it is
+    installed (about ten times as fast), else the standard library's. Both write the
+    same JSON value (keys in order, no ASCII escaping); what orjson refuses (an integer
+    beyond 64 bits, a key that is not a string) is written by the standard library."""
+    fast = FAST_DUMPS
+    if fast is not None:
+        try:
+            return fast(value)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            pass
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
 
 # orjson reads an integer beyond 64 bits as a float, where ``json.loads`` keeps it exact:
 # text with a run of 19 digits (anywhere, strings included) goes to the standard library.

@@ -120,3 +120,54 @@ async def test_a_deeply_nested_answer_is_a_decode_error(
         with pytest.raises(ResponseDecodeError, match="not valid JSON: nested deeper"):
             await client.mailboxes.get(box_id)
         assert (await client.mailboxes.get(box_id)).id == box_id  # the next one is read
+
+
+# -- request bodies: orjson's encoding when installed, the standard library's bytes --------
+
+
+def _standard_dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"casella_pec": "mario.rossi@testcert.legalmail.it", "anni": 2, "rinnovo": True},
+        {"nome": 'Nicolò \u00e8 \u2028 \U0001f600 \x00\x1f\x7f "q" \\ /', "x": None},
+        {"nested": [{"a": [1, -(2**63), 2**63 - 1]}, [], {}], "": ""},
+        {"big": 2**70, "neg": -(2**64)},  # beyond 64 bits: orjson refuses, json writes
+        {1: "a key that is not a string"},  # orjson refuses; json writes "1"
+    ],
+)
+def test_a_body_is_the_standard_librarys_bytes(value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsontext, "FAST_DUMPS", orjson.dumps)
+    assert jsontext.dumps(value) == _standard_dumps(value)
+    monkeypatch.setattr(jsontext, "FAST_DUMPS", None)
+    assert jsontext.dumps(value) == _standard_dumps(value)
+
+
+def test_the_first_body_finds_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsontext, "FAST_DUMPS", jsontext._first_dumps)
+    assert jsontext.dumps({"a": "è"}) == '{"a":"è"}'.encode()
+    assert jsontext.FAST_DUMPS is orjson.dumps
+    monkeypatch.setattr(jsontext, "FAST_DUMPS", jsontext._first_dumps)
+    monkeypatch.setitem(__import__("sys").modules, "orjson", None)  # import fails
+    assert jsontext.dumps({"a": "è"}) == '{"a":"è"}'.encode()
+    assert jsontext.FAST_DUMPS is None
+
+
+async def test_a_registration_reaches_the_api_whole_either_way(
+    parser: str, pec_server: RunningEmulator, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pecapi.testing import samples
+
+    monkeypatch.setattr(jsontext, "FAST_DUMPS", None if parser == "json" else orjson.dumps)
+    registration = samples.registration(
+        f"nicolo.{parser}@testcert.legalmail.it", nome_richiedente='Nicolò "Çà" \U0001f600'
+    )
+    async with PecClient(
+        DEFAULT_TOKEN, sandbox=True, base_url=pec_server.url, retry=ONCE
+    ) as client:
+        box = await client.mailboxes.register(registration)
+    assert box.casella_pec == registration.casella_pec
+    assert box.nome_richiedente == 'Nicolò "Çà" \U0001f600'

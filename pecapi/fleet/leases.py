@@ -24,26 +24,29 @@ from typing import TYPE_CHECKING, Any
 from pecapi.errors import CoordinationError, PecTimeoutError
 from pecapi.fleet.lua import ACQUIRE, EXTEND, RELEASE
 from pecapi.fleet.store import Store, digest
-from pecapi.transport.pending import TargetLocks
+from pecapi.transport.pending import TargetGuard, TargetLocks
 
 if TYPE_CHECKING:
     from pecapi.fleet.pending_store import FleetPendingBook
 
-__all__ = ["FleetLocks", "Keeper", "Lease", "Leases"]
+__all__ = ["FleetLocks", "Keeper", "Lease", "LeaseGuard", "Leases"]
 
 logger = logging.getLogger("pecapi")
 
 
 class Lease:
     """One held lease (``RedisCoordination.lease``): its Redis key, its owner's random id,
-    and whether it was ``lost`` (expired while held: Redis unreachable for its whole ttl)."""
+    whether it was ``lost`` (found expired or taken while held), and ``kept_at``: the
+    ``time.monotonic()`` at which the request that last set its time to live was sent (it
+    lasts at least ``ttl`` from then)."""
 
-    __slots__ = ("key", "lost", "owner")
+    __slots__ = ("kept_at", "key", "lost", "owner")
 
     def __init__(self, key: str, owner: str) -> None:
         self.key: str = key
         self.owner: str = owner
         self.lost: bool = False
+        self.kept_at: float = time.monotonic()
 
     def __repr__(self) -> str:
         return f"Lease({self.key!r}{', lost' if self.lost else ''})"
@@ -113,6 +116,7 @@ class Keeper:
     async def _extend(self, leases: list[Lease]) -> None:
         script = self._store.script("lease-extend", EXTEND)
         ttl = str(int(self.ttl * 1000))
+        sent_at = time.monotonic()
         try:
             kept = await self._store.run(
                 "extending leases",
@@ -124,7 +128,9 @@ class Keeper:
             logger.warning("pecapi.fleet: cannot extend %d leases (%s)", len(leases), exc)
             return
         for lease, ok in zip(leases, kept, strict=False):
-            if not int(ok) and not lease.lost and lease.owner in self._leases:
+            if int(ok):
+                lease.kept_at = sent_at
+            elif not lease.lost and lease.owner in self._leases:
                 lease.lost = True
                 logger.warning("pecapi.fleet: the lease %s expired while held", lease.key)
 
@@ -185,6 +191,7 @@ class Leases:
     async def _attempt(self, lease: Lease) -> tuple[bool, int]:
         script = self._store.script("lease-acquire", ACQUIRE)
         ttl = str(int(self._keeper.ttl * 1000))
+        lease.kept_at = time.monotonic()
         answer = await self._store.run(
             "taking a lease", lambda _: script(keys=[lease.key], args=[lease.owner, ttl])
         )
@@ -229,8 +236,13 @@ class FleetLocks(TargetLocks):
         self._leases = leases
         self._book = book
 
+    def enter_now(self, target: str) -> bool:
+        return False  # a lease is taken on Redis: always the general path (hold)
+
     @asynccontextmanager
-    async def hold(self, target: str, timeout: float | None = None) -> AsyncIterator[None]:
+    async def hold(
+        self, target: str, timeout: float | None = None
+    ) -> AsyncIterator[TargetGuard | None]:
         started = time.monotonic()
         async with super().hold(target, timeout):
             left = None if timeout is None else timeout - (time.monotonic() - started)
@@ -240,12 +252,12 @@ class FleetLocks(TargetLocks):
             except CoordinationError as exc:
                 self._store.fallback(exc, f"the lease of {_kind(target)}")
             if lease is None:
-                yield  # on_unavailable="local": the local lock alone
+                yield None  # on_unavailable="local": the local lock alone
                 return
             try:
                 left = None if timeout is None else timeout - (time.monotonic() - started)
                 await self._book.settle_foreign(target, left, lease.owner)
-                yield
+                yield LeaseGuard(lease, self._leases.ttl, self._store, target)
             finally:
                 try:
                     await self._book.sync(target, lease.owner)
@@ -259,6 +271,35 @@ class FleetLocks(TargetLocks):
                     )
                 finally:
                     await self._leases.release(lease)
+
+
+class LeaseGuard:
+    """Checked by the retry loop before each attempt of a write under a lease: a lease
+    found lost, or not extended for two thirds of its time to live (Redis away, the
+    event loop stalled, the machine frozen), may be another process's by now, and a
+    write sent then could be mistaken for that process's (or it for ours)."""
+
+    __slots__ = ("_lease", "_store", "_target", "_ttl")
+
+    def __init__(self, lease: Lease, ttl: float, store: Store, target: str) -> None:
+        self._lease = lease
+        self._ttl = ttl
+        self._store = store
+        self._target = target
+
+    def check(self) -> None:
+        lease = self._lease
+        if lease.lost:
+            raise CoordinationError(
+                f"the lease of {_kind(self._target)} was lost while the call held it "
+                "(another process may be writing on it): nothing more was sent"
+            )
+        if time.monotonic() - lease.kept_at > self._ttl * 2 / 3:
+            error = CoordinationError(
+                f"the lease of {_kind(self._target)} could not be extended for "
+                f"{self._ttl * 2 / 3:.1f} s: nothing more was sent"
+            )
+            self._store.fallback(error, f"the lease of {_kind(self._target)}")
 
 
 def _kind(target: str) -> str:

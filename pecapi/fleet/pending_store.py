@@ -3,10 +3,10 @@
 A client's :class:`~pecapi.transport.pending.PendingBook` holds the writes its calls gave
 up on. :class:`FleetPendingBook` is that book, and also writes each unsettled outcome to
 ``<ns>:pending:<hash of the target>`` when the process lets go of the target's lease
-(and deletes it once settled). What is recorded is what another process needs to settle it
-and nothing more: the operation, the target, the error's type, when it failed (Redis's
-clock) and its settle window, and how to check it (:mod:`pecapi.fleet.checks`). No token,
-no request body.
+(and deletes it once settled, keeping its verdict: :mod:`pecapi.fleet.verdicts`). What is
+recorded is what another process needs to settle it and nothing more: the operation, the
+target, the error's type, when it failed (Redis's clock) and its settle window, and how to
+check it (:mod:`pecapi.fleet.checks`). No token, no request body.
 
 Under a target's lease, before a write is sent, the outcomes other processes recorded on
 that target are *adopted*: rebuilt with a reconciler of this client and put in this book,
@@ -15,6 +15,11 @@ sends them again). An outcome that cannot be checked from another process (a lam
 test: ``change_type``, ``add_user``, comunica_pec uploads) is waited out instead: after its
 settle window it can no longer take effect, and the write goes on; its record stays for
 the process that made it.
+
+An outcome of this process (or one it adopted or listed) that another process settled
+meanwhile is gone from the target's records: under the lease, its verdict is taken from
+Redis before anything else (:mod:`pecapi.fleet.verdicts`), never this process's own check
+again, which could take the other process's later write for this one.
 
 Each holder of a target's lease also marks its write in flight there (``flight:<owner>``),
 in the same step as it reads the target's records, and deletes the mark when it lets go.
@@ -32,9 +37,10 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from pecapi.errors import PecError, PecTimeoutError
+from pecapi.errors import CoordinationError, PecError, PecTimeoutError
 from pecapi.fleet.checks import Unchecked, check_of, rebuild
 from pecapi.fleet.store import Store, digest, text
+from pecapi.fleet.verdicts import APPLIED, NOT_APPLIED, Applied, verdict_of
 from pecapi.transport.pending import PendingBook, PendingOutcome
 
 if TYPE_CHECKING:
@@ -47,15 +53,21 @@ logger = logging.getLogger("pecapi")
 #: How long a record outlives its settle window, unsettled, before Redis forgets it.
 KEEP_FOR = 7 * 24 * 3600
 
-# KEYS[1] the target's hash, KEYS[2] the index of targets. ARGV[1] the target's hash name,
-# ARGV[2] ttl s, ARGV[3] n: then n (field, value) pairs to write, then fields to delete.
+# KEYS[1] the target's hash, KEYS[2] the index of targets, KEYS[3..] the verdicts to keep.
+# ARGV[1] the target's hash name, ARGV[2] ttl s, ARGV[3] n, ARGV[4] m: then n (field, value)
+# pairs to write, m (verdict, ttl s) pairs (one per verdict key), then fields to delete.
 SYNC = """
-local n = tonumber(ARGV[3])
-for i = 0, n - 1 do
-  redis.call('HSET', KEYS[1], ARGV[4 + 2 * i], ARGV[5 + 2 * i])
+local i = 5
+for _ = 1, tonumber(ARGV[3]) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
 end
-for i = 4 + 2 * n, #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
+for k = 1, tonumber(ARGV[4]) do
+  redis.call('SET', KEYS[2 + k], ARGV[i], 'EX', ARGV[i + 1])
+  i = i + 2
+end
+for j = i, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[j])
 end
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[2], ARGV[1])
@@ -104,7 +116,8 @@ class FleetPendingBook(PendingBook):
         self._objects: dict[str, PendingOutcome[Any]] = {}  # record id -> own/adopted outcome
         self._listed: dict[str, PendingOutcome[Any]] = {}  # rebuilt by outcomes(), not adopted
         self._recorded: dict[str, set[str]] = {}  # target -> ids in Redis, written here
-        self._gone: dict[str, set[str]] = {}  # target -> ids settled, to delete
+        # target -> record id settled, to delete -> (verdict, ttl s) to keep, or None
+        self._gone: dict[str, dict[str, tuple[str, int] | None]] = {}
 
     def attach(self, client: PecClient) -> None:
         """The client whose reads settle other processes' outcomes."""
@@ -127,10 +140,16 @@ class FleetPendingBook(PendingBook):
         if rid is None:
             return
         self._objects.pop(rid, None)
-        self._listed.pop(rid, None)
+        listed = self._listed.pop(rid, None) is not None
         target = pending.target
-        if target is not None:
-            self._gone.setdefault(target, set()).add(rid)
+        if target is None:
+            return
+        verdict = verdict_of(pending)
+        # A record in Redis (written or adopted here, or listed): another process may
+        # hold it too, and takes this verdict (a record never written is nobody else's).
+        known = listed or rid in self._recorded.get(target, ())
+        keep = (verdict, int(pending.window) + KEEP_FOR) if verdict and known else None
+        self._gone.setdefault(target, {})[rid] = keep
 
     def _key(self, target: str) -> tuple[str, str]:
         name = digest(target)
@@ -143,9 +162,9 @@ class FleetPendingBook(PendingBook):
         the in-flight mark of ``holder`` (the lease's owner), in the same step."""
         recorded = self._recorded.setdefault(target, set())
         fresh = [p for p in self.for_target(target) if self.record_id(p) not in recorded]
-        gone = self._gone.pop(target, set())
+        gone = self._gone.pop(target, {})
         if holder is not None:
-            gone.add(FLIGHT + holder)
+            gone[FLIGHT + holder] = None
         if not fresh and not gone:
             if not recorded:
                 self._recorded.pop(target, None)
@@ -154,13 +173,22 @@ class FleetPendingBook(PendingBook):
         pairs: list[str] = []
         for pending in fresh:
             pairs += [self.record_id(pending), json.dumps(_record(pending, redis_now))]
+        kept = sorted((rid, keep) for rid, keep in gone.items() if keep is not None)
+        for _, (verdict, keep_for) in kept:
+            pairs += [verdict, str(keep_for)]
         key, name = self._key(target)
+        keys = [key, self._store.key("pending"), *(self._verdict_key(rid) for rid, _ in kept)]
         ttl = max([KEEP_FOR] + [int(p.window) + KEEP_FOR for p in fresh])
         script = self._store.script("pending-sync", SYNC)
-        args = [name, str(ttl), str(len(fresh)), *pairs, *sorted(gone)]
-        await self._store.run(
-            "recording pending outcomes", lambda _: script([key, self._store.key("pending")], args)
-        )
+        args = [name, str(ttl), str(len(fresh)), str(len(kept)), *pairs, *sorted(gone)]
+        try:
+            await self._store.run("recording pending outcomes", lambda _: script(keys, args))
+        except CoordinationError:
+            # Kept for the next release on this target (the verdicts above all).
+            holder_mark = None if holder is None else FLIGHT + holder
+            again = self._gone.setdefault(target, {})
+            again.update((k, v) for k, v in gone.items() if k != holder_mark)
+            raise
         recorded.update(self.record_id(p) for p in fresh)
         recorded.difference_update(gone)
         if not recorded:
@@ -183,6 +211,7 @@ class FleetPendingBook(PendingBook):
             found = await self._store.hgetall("reading pending outcomes", key)
         else:
             found, redis_now = await self._enter(key, holder)
+        await self._take_verdicts(target, found)
         foreign = {rid: raw for rid, raw in found.items() if rid not in self._objects}
         if not foreign:
             return
@@ -215,7 +244,7 @@ class FleetPendingBook(PendingBook):
                     await asyncio.sleep(left)
                 if flight:
                     # Waited out (not before: a holder cut short leaves it for the next).
-                    self._gone.setdefault(target, set()).add(rid)
+                    self._gone.setdefault(target, {})[rid] = None
                 continue
             # Now this process's: the pipeline settles it before the write.
             self._objects[rid] = pending
@@ -248,6 +277,39 @@ class FleetPendingBook(PendingBook):
 
     async def _now(self) -> float:
         return await self._store.now()
+
+    def _verdict_key(self, rid: str) -> str:
+        return self._store.key("settled", rid)
+
+    async def _take_verdicts(self, target: str, found: dict[str, str]) -> None:
+        """This process's outcomes on ``target`` whose records are gone: settled by
+        another process, whose verdict they take (its later writes are not theirs)."""
+        recorded = self._recorded.get(target, set())
+        held = {rid: p for rid, p in self._objects.items() if rid in recorded}
+        held.update((rid, p) for rid, p in self._listed.items() if p.target == target)
+        missing = sorted(rid for rid, p in held.items() if rid not in found and not p.settled)
+        if not missing:
+            return
+        keys = [self._verdict_key(rid) for rid in missing]
+        answer = await self._store.run("reading settled outcomes", lambda r: r.mget(keys))
+        for rid, raw in zip(missing, answer, strict=True):
+            verdict = None if raw is None else text(raw)
+            pending = held[rid]
+            if verdict == NOT_APPLIED:
+                logger.info("%s: settled by another process: not applied", pending.operation)
+                recorded.discard(rid)  # nothing of it left in Redis to keep or delete
+                self._listed.pop(rid, None)
+                pending._resolve(None)
+                self._gone.get(target, {}).pop(rid, None)
+            elif (
+                verdict == APPLIED
+                and self._client is not None
+                and not isinstance(pending.reconciler, Applied)
+            ):
+                # Settled when next checked, with the result read again (still recorded:
+                # it is not written again, and its verdict is kept again once settled).
+                pending.reconciler = Applied(self._client, pending.reconciler, target)
+            # No verdict kept (it expired): this process's own check, as before.
 
     async def _enter(self, key: str, holder: str) -> tuple[dict[str, str], float]:
         """The target's hash and Redis's clock; this holder's write marked in flight."""

@@ -3,7 +3,8 @@
 
 - no listing of the whole account per item: a row is read against the journal when its
   claim is taken, and the account is read for that row only when the journal says it
-  may be on it (a registration left ``registering``/``pending``: after its settle window;
+  may be on it (a registration left ``pending``: after its settle window; left
+  ``registering``: a settle window after the row was taken over, see ``_settle_wait``;
   a mailbox id: ``GET /pec/{id}``), or when its address turns out taken (one listing per
   worker and job, :class:`AccountListing`, says whether the account has it);
 - every journal write is fenced by the row's claim (:class:`~pecapi.fleet.journal_redis.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pecapi.errors import NotFoundError, PecError
 from pecapi.fleet.journal_redis import ClaimLost, RedisJournal
@@ -116,11 +117,8 @@ class QueueRun(ProvisionRun):
         try:
             if unsettled:
                 # The process that sent it died or gave up: the API may commit it until
-                # the settle window from its record has passed; then the account tells.
-                # On Redis's clock, as the record's time: the worker that wrote it may
-                # run on a machine whose clock is off from this one's.
-                now = await self.shared.now()
-                wait = settle_wait(record, self.client.retry_policy.settle, now)
+                # the settle window from its last send has passed; then the account tells.
+                wait = await self._settle_wait(record)
                 if wait > 0:
                     await self.client.retry_policy.sleep(wait)
                 checked = time.time()
@@ -146,6 +144,20 @@ class QueueRun(ProvisionRun):
             status: ProvisionStatus = "pending" if unsettled else "failed"
             return self._outcome(item, status, steps, error=exc)
         return None
+
+    async def _settle_wait(self, record: dict[str, Any]) -> float:
+        """Seconds to wait before reading the account for an unsettled row."""
+        window = self.client.retry_policy.settle
+        if record.get("status") == "registering":
+            # Journaled once, before the first send; the call may have sent it again
+            # later (a settle window ending "not applied" is followed by a resend), at
+            # any time until its worker stopped: before this claim was taken. So the
+            # window runs from now, not from the record.
+            return float(window)
+        # ``pending`` is journaled once its call gave up: nothing was sent after it. On
+        # Redis's clock, as the record's time: the worker that wrote it may run on a
+        # machine whose clock is off from this one's.
+        return settle_wait(record, window, await self.shared.now())
 
     async def __call__(self, item: ProvisionRequest | InvalidRow) -> ProvisionOutcome:
         outcome = await self._provision(item)

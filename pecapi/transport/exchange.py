@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp.payload import Payload
 from yarl import URL
 
+from pecapi.jsontext import dumps
 from pecapi.transport.endpoint import Endpoint
 from pecapi.transport.options import RequestOptions
 
@@ -67,7 +67,8 @@ def no_body() -> Body:
 
 
 def encode_json(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """A request body: compact UTF-8 JSON (orjson's when installed: jsontext.dumps)."""
+    return dumps(obj)
 
 
 def json_body(obj: Any) -> BodyFactory:

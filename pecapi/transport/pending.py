@@ -28,6 +28,7 @@ __all__ = [
     "PendingBook",
     "PendingOutcome",
     "Reconciler",
+    "TargetGuard",
     "TargetLocks",
     "outer_deadline",
 ]
@@ -234,38 +235,90 @@ class PendingBook:
         return len(self._items)
 
 
+class TargetGuard(Protocol):
+    """What a held target lock can be asked before each attempt of a write."""
+
+    def check(self) -> None:
+        """Raise (a :class:`~pecapi.PecError` whose request was not sent) when the target
+        is no longer this holder's: a fleet's lease lost while the call waited."""
+        ...
+
+
+class _Entry:
+    __slots__ = ("lock", "users")
+
+    def __init__(self, lock: asyncio.Lock | None) -> None:
+        # None: held by a caller that took it without waiting (``enter_now``), and nobody
+        # has come to wait since; the first waiter makes the lock, held on that caller's
+        # behalf.
+        self.lock = lock
+        self.users = 1
+
+
 class TargetLocks:
     """One lock per target, created on demand and dropped when nobody holds or awaits it.
 
     Paid writes on the same mailbox (or registrations of the same address) run one at a
     time, so that each one's reconciliation sees its own change and not the other's.
+
+    ``hold`` is the general way; ``enter_now``/``leave`` the pipeline's cheap one for a
+    target nobody holds (most writes), without a lock object or a context manager.
     """
 
     __slots__ = ("_locks",)
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._locks: dict[str, _Entry] = {}
+
+    def enter_now(self, target: str) -> bool:
+        """Take ``target`` if nobody holds or awaits it (then ``leave`` it), else False.
+        A subclass whose holding needs more than memory (a fleet's lease) says False."""
+        if target in self._locks:
+            return False
+        self._locks[target] = _Entry(None)
+        return True
+
+    def leave(self, target: str) -> None:
+        """Let go of a target taken with ``enter_now``."""
+        entry = self._locks[target]
+        self._drop(target, entry, entry.lock)
+
+    def _drop(self, target: str, entry: _Entry, lock: asyncio.Lock | None) -> None:
+        if lock is not None:
+            lock.release()
+        entry.users -= 1
+        if entry.users == 0:
+            del self._locks[target]
 
     @asynccontextmanager
-    async def hold(self, target: str, timeout: float | None = None) -> AsyncIterator[None]:
+    async def hold(
+        self, target: str, timeout: float | None = None
+    ) -> AsyncIterator[TargetGuard | None]:
         """Hold ``target``'s lock; waiting longer than ``timeout`` seconds raises
-        :class:`~pecapi.PecTimeoutError` (nothing was sent)."""
+        :class:`~pecapi.PecTimeoutError` (nothing was sent). Yields the guard to check
+        before each attempt (None: nothing to check, as in one process)."""
         entry = self._locks.get(target)
         if entry is None:
-            entry = (asyncio.Lock(), [0])
-            self._locks[target] = entry
-        lock, users = entry
-        users[0] += 1
+            lock = asyncio.Lock()
+            entry = self._locks[target] = _Entry(lock)
+        else:
+            entry.users += 1
+            existing = entry.lock
+            if existing is None:
+                # Held by an ``enter_now`` caller: its lock, taken for it (no wait).
+                lock = entry.lock = asyncio.Lock()
+                await lock.acquire()
+            else:
+                lock = existing
         try:
             await _acquire(lock, timeout, target)
-            try:
-                yield
-            finally:
-                lock.release()
+        except BaseException:
+            self._drop(target, entry, None)
+            raise
+        try:
+            yield None
         finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[target]
+            self._drop(target, entry, lock)
 
     def __len__(self) -> int:
         return len(self._locks)

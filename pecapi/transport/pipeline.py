@@ -27,6 +27,7 @@ from pecapi.errors import (
     ClientClosedError,
     ConfigurationError,
     PecError,
+    PecTimeoutError,
     safe_url,
 )
 from pecapi.secret import Secret
@@ -34,7 +35,6 @@ from pecapi.transport.auth import Auth, StaticAuth, TokenProvider, bearer_auth
 from pecapi.transport.decode import (
     AnswerDecoder,
     api_error,
-    decode_answer,
     decode_reply,
     retry_after_seconds,
 )
@@ -60,15 +60,19 @@ from pecapi.transport.extras import (
 from pecapi.transport.limits import ResponseLimits, json_reader
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
-from pecapi.transport.raw import Recorder, answered, decoded, recording
+from pecapi.transport.raw import answered, decoded, recording
 from pecapi.transport.retry import (
     Call,
     Reconciler,
     RetryPolicy,
     call_deadline,
+    cancelled_in_flight,
     first_read_retry,
+    prepared,
     resume_read,
+    resume_write,
     run_with_policy,
+    settle_earlier,
 )
 from pecapi.transport.session import CAN_STOP_RESEND as _CAN_STOP_RESEND
 from pecapi.transport.session import OLD_AIOHTTP as _OLD_AIOHTTP
@@ -232,9 +236,9 @@ class Pipeline:
         if recorder is not None:
             recorder.claim(exchange)
         endpoint = exchange.endpoint
+        finish = AnswerDecoder(exchange, self.limits, recorder)
         if endpoint.effect is not Effect.READ:
-            finish = AnswerDecoder(exchange, self.limits, recorder)
-            return await self.send(exchange, self._read_answer, finish, reconciler, target=target)
+            return await self._write(exchange, finish, reconciler, target)
         # A read (most calls): its first attempt is made here, without the retry loop's
         # objects and coroutines; a retry goes on in that loop (resume_read), which decides
         # exactly as run_with_policy would have from the start.
@@ -244,38 +248,94 @@ class Pipeline:
         attempts = 0
         if left is None or left > 0:
             try:
-                return await self._read_once(exchange, recorder, left)
+                return await self._once(exchange, self._read_answer, finish, left)
             except PecError as error:
                 delay = first_read_retry(policy, endpoint.name, error, deadline)
                 if delay is None:
                     raise
             await policy.sleep(delay)
             attempts = 1
-        once = partial(self._read_once, exchange, recorder)
+        once = partial(self._once, exchange, self._read_answer, finish)
         return await resume_read(endpoint.name, policy, once, deadline, attempts)
 
-    async def _read_once(
-        self, exchange: Exchange, recorder: Recorder | None, time_left: float | None
+    async def _write(
+        self,
+        exchange: Exchange,
+        finish: AnswerDecoder,
+        reconciler: Reconciler[Any] | None,
+        target: str | None,
     ) -> Any:
-        """One attempt of a read answering a JSON envelope: ``send``'s ``once``, for
-        ``call``'s path of a read."""
-        auth = self.auth
-        # ``sent`` is a Secret: this frame is in the traceback of every error below.
-        # None: the session carries the (fixed) Authorization.
-        sent = None if self._session_auth else await auth.authorization()
+        """A write answering a JSON envelope. When its target is free in this process (most
+        writes: a batch registers distinct addresses), its first attempt is made here under
+        ``TargetLocks.enter_now``, without the context manager and the loop's coroutines;
+        a failure goes on in the loop (resume_write) with the same decisions, and a busy
+        target (or a fleet's lease) takes ``send``'s general path."""
+        endpoint = exchange.endpoint
+        target = target or _default_target(exchange)
+        locks = self.locks
+        if target is None or not locks.enter_now(target):
+            return await self.send(exchange, self._read_answer, finish, reconciler, target=target)
         try:
-            raw = await self.attempt(exchange, self._read_answer, sent, time_left)
-            value = decode_answer(exchange, raw, self.limits, recorder)
-        except AuthenticationError:
-            # As in send: a renewable authorization gets one more chance per attempt.
-            if sent is None or not await auth.refused(sent):
+            policy = exchange.options.retry or DEFAULT_RETRY
+            deadline = call_deadline(policy)
+            call = Call(
+                endpoint.name,
+                endpoint.effect,
+                reconciler=reconciler,
+                book=self.pending,
+                locks=locks,
+                target=target,
+            )
+            if self.pending:
+                await settle_earlier(call, policy, deadline)
+            checked = None if reconciler is None else await prepared(call, policy)
+            left = None if deadline is None else deadline - policy.clock()
+            if left is not None and left <= 0:
+                raise PecTimeoutError(
+                    f"{endpoint.name}: the deadline has passed", request_sent=False
+                )
+            try:
+                return await self._once(exchange, self._read_answer, finish, left)
+            except asyncio.CancelledError:
+                cancelled_in_flight(call, policy, checked)
                 raise
-            fresh = await auth.authorization()
+            except PecError as exc:
+                error = exc
+            once = partial(self._once, exchange, self._read_answer, finish)
+            return await resume_write(call, policy, once, deadline, checked, error)
+        finally:
+            locks.leave(target)
+
+    async def _once(
+        self,
+        exchange: Exchange,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
+        finish: Callable[[R], T],
+        time_left: float | None,
+        auth: Auth | None = None,
+    ) -> T:
+        """One attempt of any call: authorize, send, ``read`` the response and ``finish``
+        it into the result (raising the typed API errors). ``auth`` replaces the
+        pipeline's authentication (``send(..., auth=)``)."""
+        authenticator = self.auth if auth is None else auth
+        # ``sent`` is a Secret: this frame is in the traceback of every error below.
+        # Asked for as its own step: whatever fails there, nothing was sent. None: the
+        # session carries the pipeline's own (fixed) Authorization.
+        sent = None if auth is None and self._session_auth else await authenticator.authorization()
+        try:
+            value = finish(await self.attempt(exchange, read, sent, time_left))
+        except AuthenticationError:
+            # An authorization that can be renewed (the PEC API's token provider) gets
+            # one chance per attempt: the API refused the request before doing anything,
+            # so resending is safe. ``refused`` raises a TokenError without chaining the
+            # provider's (its frames held the token).
+            if sent is None or not await authenticator.refused(sent):
+                raise
+            fresh = await authenticator.authorization()
             if fresh == sent:
                 raise
-            raw = await self.attempt(exchange, self._read_answer, fresh, time_left)
-            value = decode_answer(exchange, raw, self.limits, recorder)
-        return value if recorder is None else decoded(exchange, value)
+            value = finish(await self.attempt(exchange, read, fresh, time_left))
+        return decoded(exchange, value)
 
     async def send(
         self,
@@ -296,33 +356,7 @@ class Pipeline:
         """
         endpoint = exchange.endpoint
         policy = exchange.options.retry or DEFAULT_RETRY
-        authenticator = self.auth if auth is None else auth
-
-        async def once(time_left: float | None) -> T:
-            # ``sent`` is a Secret: this frame is in the traceback of every error below.
-            # Asked for as its own step: whatever fails there, nothing was sent. None: the
-            # session carries the pipeline's own (fixed) Authorization.
-            sent = (
-                None if auth is None and self._session_auth else await authenticator.authorization()
-            )
-            try:
-                return decoded(
-                    exchange, finish(await self.attempt(exchange, read, sent, time_left))
-                )
-            except AuthenticationError:
-                # An authorization that can be renewed (the PEC API's token provider)
-                # gets one chance per attempt: the API refused the request before doing
-                # anything, so resending is safe. ``refused`` raises a TokenError
-                # without chaining the provider's (its frames held the token).
-                if sent is None or not await authenticator.refused(sent):
-                    raise
-                fresh = await authenticator.authorization()
-                if fresh == sent:
-                    raise
-                return decoded(
-                    exchange, finish(await self.attempt(exchange, read, fresh, time_left))
-                )
-
+        once = partial(self._once, exchange, read, finish, auth=auth)
         if endpoint.effect is Effect.READ:
             return await run_with_policy(Call(endpoint.name, Effect.READ), policy, once)
         call = Call(

@@ -58,6 +58,7 @@ from pecapi.transport.pending import (
     PendingBook,
     PendingOutcome,
     Reconciler,
+    TargetGuard,
     TargetLocks,
     outer_deadline,
 )
@@ -68,10 +69,14 @@ __all__ = [
     "Reconciler",
     "RetryPolicy",
     "call_deadline",
+    "cancelled_in_flight",
     "classify",
     "first_read_retry",
+    "prepared",
     "resume_read",
+    "resume_write",
     "run_with_policy",
+    "settle_earlier",
 ]
 
 T = TypeVar("T")
@@ -291,16 +296,22 @@ async def run_with_policy(
     A write with a target holds the target's lock for the whole call (see
     :class:`TargetLocks`), and first settles what an earlier call on the target left
     pending: its own reconciliation could otherwise take that write's change for its own.
+    The lock's guard is checked before each attempt (a fleet's lease may have been lost).
     """
     deadline = call_deadline(policy)
     if call.locks is None or call.target is None:
         return await _run(call, policy, once, deadline)
     left = None if deadline is None else deadline - policy.clock()
-    async with call.locks.hold(call.target, left):
-        if call.book is not None:
-            for earlier in call.book.for_target(call.target):
-                await earlier.settle(deadline if earlier.policy.clock is policy.clock else None)
-        return await _run(call, policy, once, deadline)
+    async with call.locks.hold(call.target, left) as guard:
+        await settle_earlier(call, policy, deadline)
+        return await _run(call, policy, once, deadline, guard=guard)
+
+
+async def settle_earlier(call: Call[Any], policy: RetryPolicy, deadline: float | None) -> None:
+    """Settle what earlier calls on ``call``'s target left pending (under its lock)."""
+    if call.book is not None and call.target is not None:
+        for earlier in call.book.for_target(call.target):
+            await earlier.settle(deadline if earlier.policy.clock is policy.clock else None)
 
 
 def first_read_retry(
@@ -330,84 +341,135 @@ async def resume_read(
     return await _run(Call(operation, Effect.READ), policy, once, deadline, attempts)
 
 
+async def prepared(call: Call[T], policy: RetryPolicy) -> Reconciler[T] | None:
+    """``call``'s reconciler, prepared for its first attempt; None when an unknown outcome
+    will not be checked (``policy.reconcile`` off, a read, or the preparation failed)."""
+    reconciler = call.reconciler if call.effect is not Effect.READ and policy.reconcile else None
+    if reconciler is None:
+        return None
+    try:
+        await reconciler.prepare()
+    except (ClientClosedError, ConfigurationError):
+        raise
+    except PecError as exc:
+        # The write goes out all the same and the API answers it (a wrong id gets the
+        # operation's own error), but an unknown outcome can then not be checked.
+        logger.info("%s: cannot prepare reconciliation (%s); no resend", call.operation, exc)
+        return None
+    return reconciler
+
+
+def cancelled_in_flight(
+    call: Call[T], policy: RetryPolicy, reconciler: Reconciler[T] | None
+) -> None:
+    """An attempt was cancelled: the request may be on its way, and what it did is for
+    ``client.reconcile()`` (a write whose outcome can be checked)."""
+    if reconciler is not None:
+        _pending(call, policy, reconciler, None).give_up(cancelled=True)
+
+
+async def resume_write(
+    call: Call[T],
+    policy: RetryPolicy,
+    once: Callable[[float | None], Awaitable[T]],
+    deadline: float | None,
+    reconciler: Reconciler[T] | None,
+    error: PecError,
+) -> T:
+    """:func:`run_with_policy` for a write whose first attempt, made by the caller under
+    the target's lock with ``reconciler`` :func:`prepared`, failed with ``error``: the
+    decisions are the loop's own from there (settle, resend, raise)."""
+    return await _loop(call, policy, once, deadline, reconciler, 1, None, error)
+
+
 async def _run(
     call: Call[T],
     policy: RetryPolicy,
     once: Callable[[float | None], Awaitable[T]],
     deadline: float | None,
     attempts: int = 0,
+    guard: TargetGuard | None = None,
 ) -> T:
+    reconciler = await prepared(call, policy)
+    return await _loop(call, policy, once, deadline, reconciler, attempts, guard, None)
+
+
+async def _loop(
+    call: Call[T],
+    policy: RetryPolicy,
+    once: Callable[[float | None], Awaitable[T]],
+    deadline: float | None,
+    reconciler: Reconciler[T] | None,
+    attempts: int,
+    guard: TargetGuard | None,
+    failed: PecError | None,
+) -> T:
+    """The attempts of one call from attempt ``attempts + 1`` on; ``failed``: the error of
+    attempt ``attempts``, made by the caller, to act on first."""
     clock = policy.clock
     operation, effect = call.operation, call.effect
-    reconciler = call.reconciler if effect is not Effect.READ and policy.reconcile else None
-    if reconciler is not None:
-        try:
-            await reconciler.prepare()
-        except (ClientClosedError, ConfigurationError):
-            raise
-        except PecError as exc:
-            # The write goes out all the same and the API answers it (a wrong id gets the
-            # operation's own error), but an unknown outcome can then not be checked.
-            logger.info("%s: cannot prepare reconciliation (%s); no resend", operation, exc)
-            reconciler = None
     attempt = attempts
     resent = False  # sent again after a window that showed no change
     while True:
-        attempt += 1
-        left = None if deadline is None else deadline - clock()
-        if left is not None and left <= 0:
-            raise PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
-        try:
-            return await once(left)
-        except asyncio.CancelledError:
-            if reconciler is not None:
-                # The request may be on its way: what it did is for client.reconcile().
-                _pending(call, policy, reconciler, None).give_up(cancelled=True)
-            raise
-        except PecError as error:
-            decision = classify(error, effect)
-            if decision is Decision.FAIL:
-                if resent and reconciler is not None:
-                    # Refused (say "taken"): the first write may have landed after all.
-                    done = await _check_once(reconciler)
-                    if done is not None:
-                        return done
-                raise
-            if decision is Decision.RETRY:
-                delay = _wait_before_retry(policy, error, attempt, deadline)
-                if delay is None:
-                    raise
-                _notify(policy, operation, attempt, error, delay, settling=False)
-                await policy.sleep(delay)
-                continue
-            if reconciler is None:
-                why = "reconciliation is off" if not policy.reconcile else "it cannot be checked"
-                raise OutcomeUnknownError(
-                    f"{operation}: outcome unknown: the request may have been processed "
-                    f"({type(error).__name__}: {error}), and {why}; check the account before "
-                    "sending it again",
-                    cause=error,
-                ) from error
-            pending = _pending(call, policy, reconciler, error)
-            window = pending.window
-            if deadline is not None:
-                window = max(0.0, min(window, deadline - clock()))
-            _notify(policy, operation, attempt, error, window, settling=True)
+        if failed is None:
+            attempt += 1
+            left = None if deadline is None else deadline - clock()
+            if left is not None and left <= 0:
+                raise PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
+            if guard is not None:
+                guard.check()  # raises (nothing sent) when the target is no longer ours
             try:
-                result = await pending.settle(deadline)
-            except OutcomeUnknownError:
-                pending.give_up()
-                raise
+                return await once(left)
             except asyncio.CancelledError:
-                pending.give_up(cancelled=True)
+                cancelled_in_flight(call, policy, reconciler)
                 raise
-            if not isinstance(result, NotApplied):
-                return result
-            # Settled: the write did not take effect. Send it again if the policy allows.
-            if attempt >= policy.max_attempts or (deadline is not None and clock() >= deadline):
-                raise
-            logger.info("%s: no change after the settle window; sending again", operation)
-            resent = True
+            except PecError as exc:
+                error = exc
+        else:
+            error, failed = failed, None
+        decision = classify(error, effect)
+        if decision is Decision.FAIL:
+            if resent and reconciler is not None:
+                # Refused (say "taken"): the first write may have landed after all.
+                done = await _check_once(reconciler)
+                if done is not None:
+                    return done
+            raise error
+        if decision is Decision.RETRY:
+            delay = _wait_before_retry(policy, error, attempt, deadline)
+            if delay is None:
+                raise error
+            _notify(policy, operation, attempt, error, delay, settling=False)
+            await policy.sleep(delay)
+            continue
+        if reconciler is None:
+            why = "reconciliation is off" if not policy.reconcile else "it cannot be checked"
+            raise OutcomeUnknownError(
+                f"{operation}: outcome unknown: the request may have been processed "
+                f"({type(error).__name__}: {error}), and {why}; check the account before "
+                "sending it again",
+                cause=error,
+            ) from error
+        pending = _pending(call, policy, reconciler, error)
+        window = pending.window
+        if deadline is not None:
+            window = max(0.0, min(window, deadline - clock()))
+        _notify(policy, operation, attempt, error, window, settling=True)
+        try:
+            result = await pending.settle(deadline)
+        except OutcomeUnknownError:
+            pending.give_up()
+            raise
+        except asyncio.CancelledError:
+            pending.give_up(cancelled=True)
+            raise
+        if not isinstance(result, NotApplied):
+            return result
+        # Settled: the write did not take effect. Send it again if the policy allows.
+        if attempt >= policy.max_attempts or (deadline is not None and clock() >= deadline):
+            raise error
+        logger.info("%s: no change after the settle window; sending again", operation)
+        resent = True
 
 
 async def _check_once(reconciler: Reconciler[T]) -> T | None:
