@@ -299,7 +299,7 @@ class FleetPendingBook(PendingBook):
                 logger.info("%s: settled by another process: not applied", pending.operation)
                 recorded.discard(rid)  # nothing of it left in Redis to keep or delete
                 self._listed.pop(rid, None)
-                pending._resolve(None)
+                pending.resolve_not_applied()
                 self._gone.get(target, {}).pop(rid, None)
             elif (
                 verdict == APPLIED

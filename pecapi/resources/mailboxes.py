@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, overload
 
@@ -196,9 +197,8 @@ class Mailboxes(Resource):
         """``register`` over many registrations, ``concurrency`` at a time; iterate the
         batch for each (registration, mailbox or error) as it completes."""
 
-        async def one(registration: MailboxRegistration) -> Mailbox:
-            return await self.register(registration, options=options)
-
+        # A partial, not a coroutine function around register: one coroutine less per item.
+        one = partial(self.register, options=options)
         return self._map(one, registrations, concurrency=concurrency, on_progress=on_progress)
 
     async def get(self, id: str, *, options: RequestOptions | None = None) -> Mailbox:

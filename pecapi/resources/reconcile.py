@@ -36,6 +36,8 @@ class ReadBack(Generic[T]):
         self._done = done
         self._baseline = baseline
         self.before: Any = None
+        # Without a baseline there is nothing to read first: the retry loop skips prepare.
+        self.prepares = baseline is not None
 
     async def prepare(self) -> None:
         if self._baseline is not None:

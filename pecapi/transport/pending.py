@@ -43,7 +43,9 @@ class Reconciler(Protocol[T_co]):
     """Finds out whether a write whose outcome is unknown took effect.
 
     ``prepare`` runs before the first attempt (e.g. to note the current expiry before a
-    renewal); ``check`` returns the operation's result if the change is there, else None.
+    renewal), unless the reconciler has a ``prepares`` attribute that is False (nothing to
+    note: one coroutine less per write); ``check`` returns the operation's result if the
+    change is there, else None.
     """
 
     async def prepare(self) -> None: ...
@@ -141,6 +143,11 @@ class PendingOutcome(Generic[T]):
         self.cancelled = self.cancelled or cancelled
         if self._book is not None and not self.settled:
             self._book.add(self)
+
+    def resolve_not_applied(self) -> None:
+        """Settled elsewhere: a read after its window showed no change (another process
+        of a fleet settled it, and pecapi.fleet passes that verdict on)."""
+        self._resolve(None)
 
     def _resolve(self, result: T | None) -> None:
         self.settled = True

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -28,9 +27,9 @@ from pecapi.errors import (
     ConfigurationError,
     PecError,
     PecTimeoutError,
-    safe_url,
 )
 from pecapi.secret import Secret
+from pecapi.transport.attempt import send_once
 from pecapi.transport.auth import Auth, StaticAuth, TokenProvider, bearer_auth
 from pecapi.transport.decode import (
     AnswerDecoder,
@@ -47,20 +46,16 @@ from pecapi.transport.exchange import (
     encode_json,
     json_body,
     no_body,
-    where,
 )
 from pecapi.transport.extras import (
     USER_AGENT,
     client_timeout,
-    content_type,
-    request_headers,
-    request_payload,
     request_query,
 )
 from pecapi.transport.limits import ResponseLimits, json_reader
 from pecapi.transport.options import DEFAULT_TIMEOUT, RequestOptions, Timeout
 from pecapi.transport.pending import PendingBook, TargetLocks
-from pecapi.transport.raw import answered, decoded, recording
+from pecapi.transport.raw import decoded, recording
 from pecapi.transport.retry import (
     Call,
     Reconciler,
@@ -80,7 +75,7 @@ from pecapi.transport.session import disable_silent_resend as _disable_silent_re
 from pecapi.transport.session import new_session
 from pecapi.transport.shared import SharedReads
 from pecapi.transport.throttle import Throttle
-from pecapi.transport.transport_errors import ErrorWording, raise_unchained, transport_error
+from pecapi.transport.transport_errors import ErrorWording
 
 __all__ = [
     "USER_AGENT",
@@ -215,33 +210,44 @@ class Pipeline:
 
     # -- running -------------------------------------------------------------------------
 
-    async def call(
+    def call(
         self,
         exchange: Exchange,
         reconciler: Reconciler[Any] | None = None,
         *,
         target: str | None = None,
         dest: Destination | None = None,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """Send ``exchange`` and read its answer as its endpoint declares (``answer``):
         a JSON envelope decoded with the endpoint's ``decode``, or a PDF document,
         streamed by a :class:`~pecapi.transport.download.PdfReader` (its bytes, or with
-        ``dest`` the path written)."""
+        ``dest`` the path written).
+
+        Not a coroutine function: it returns the coroutine of the path the call takes (one
+        coroutine less per call), and refuses a bad ``dest`` when called."""
         if exchange.endpoint.answer is Answer.PDF:
             reader = PdfReader(exchange, self.limits, dest)  # refuses a bad dest: not sent
-            return await self.send(exchange, reader.read, reader.finish, reconciler, target=target)
+            return self.send(exchange, reader.read, reader.finish, reconciler, target=target)
         if dest is not None:
             raise ConfigurationError(f"{exchange.endpoint.name} answers JSON, not a document")
+        if exchange.endpoint.effect is not Effect.READ:
+            return self._write(exchange, reconciler, target)
+        return self._read(exchange)
+
+    def _decoder(self, exchange: Exchange) -> AnswerDecoder:
+        # Asked when the call runs (in the awaiting task's context): with_raw_response
+        # and with_raw_json record the calls made inside them.
         recorder = recording()
         if recorder is not None:
             recorder.claim(exchange)
+        return AnswerDecoder(exchange, self.limits, recorder)
+
+    async def _read(self, exchange: Exchange) -> Any:
+        """A read (most calls): its first attempt is made here, without the retry loop's
+        objects and coroutines; a retry goes on in that loop (resume_read), which decides
+        exactly as run_with_policy would have from the start."""
+        finish = self._decoder(exchange)
         endpoint = exchange.endpoint
-        finish = AnswerDecoder(exchange, self.limits, recorder)
-        if endpoint.effect is not Effect.READ:
-            return await self._write(exchange, finish, reconciler, target)
-        # A read (most calls): its first attempt is made here, without the retry loop's
-        # objects and coroutines; a retry goes on in that loop (resume_read), which decides
-        # exactly as run_with_policy would have from the start.
         policy = exchange.options.retry or DEFAULT_RETRY
         deadline = call_deadline(policy)
         left = None if deadline is None else deadline - policy.clock()
@@ -259,17 +265,14 @@ class Pipeline:
         return await resume_read(endpoint.name, policy, once, deadline, attempts)
 
     async def _write(
-        self,
-        exchange: Exchange,
-        finish: AnswerDecoder,
-        reconciler: Reconciler[Any] | None,
-        target: str | None,
+        self, exchange: Exchange, reconciler: Reconciler[Any] | None, target: str | None
     ) -> Any:
         """A write answering a JSON envelope. When its target is free in this process (most
         writes: a batch registers distinct addresses), its first attempt is made here under
         ``TargetLocks.enter_now``, without the context manager and the loop's coroutines;
         a failure goes on in the loop (resume_write) with the same decisions, and a busy
         target (or a fleet's lease) takes ``send``'s general path."""
+        finish = self._decoder(exchange)
         endpoint = exchange.endpoint
         target = target or _default_target(exchange)
         locks = self.locks
@@ -288,7 +291,9 @@ class Pipeline:
             )
             if self.pending:
                 await settle_earlier(call, policy, deadline)
-            checked = None if reconciler is None else await prepared(call, policy)
+            checked = reconciler if policy.reconcile else None
+            if checked is not None and getattr(checked, "prepares", True):
+                checked = await prepared(call, policy)
             left = None if deadline is None else deadline - policy.clock()
             if left is not None and left <= 0:
                 raise PecTimeoutError(
@@ -369,18 +374,20 @@ class Pipeline:
         )
         return await run_with_policy(call, policy, once)
 
-    async def attempt(
+    def attempt(
         self,
         exchange: Exchange,
         read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
         authorization: Secret | None,
         time_left: float | None = None,
-    ) -> R:
+    ) -> Coroutine[Any, Any, R]:
         """One HTTP attempt: send, then ``read`` the response, with transport errors typed.
         ``authorization`` is the whole ``Authorization`` value (see ``Auth``); None when
         the session carries it.
 
-        This is the single place where a request leaves the process.
+        Not a coroutine function: it returns :func:`~pecapi.transport.attempt.send_once`'s
+        coroutine (the single place where a request leaves the process), with this
+        pipeline's session, throttle and the attempt's timeout.
         """
         session = self.session()
         timeout = exchange.options.timeout or DEFAULT_TIMEOUT
@@ -392,74 +399,10 @@ class Pipeline:
         else:
             aiohttp_timeout = client_timeout(timeout)
             self._timeout = (timeout, aiohttp_timeout)
-        throttle = self.throttle
-        # A payload object: its repr (what error reporters record of this frame's
-        # locals) is its type, never the body (personal data, a signed callback URL).
-        payload = request_payload(exchange)
-        started = time.perf_counter()
-        # Its repr names the URL (``/tokens/{token}`` holds a token): dropped before this
-        # frame ends (``finally``), so no error raised through here keeps it in a local.
-        response: aiohttp.ClientResponse | None = None
-        try:
-            entered_now = throttle.enter_now()
-            if not entered_now:
-                await throttle.__aenter__()
-            try:
-                async with session.request(
-                    exchange.method,
-                    exchange.url,
-                    # Built in the call: no local of this frame holds the plain token.
-                    data=payload,
-                    headers=request_headers(authorization, exchange, content_type(payload)),
-                    timeout=aiohttp_timeout,
-                    allow_redirects=False,
-                    # A session passed in by the user may say otherwise: pecapi's error
-                    # types and resend rules do not depend on its settings.
-                    raise_for_status=False,
-                    auto_decompress=False,  # inflated by limits.LimitedBody, bounded
-                ) as response:
-                    # Told before the body is read: an answer whose body cannot be read
-                    # (cut, too large, undecodable) is reported by with_raw_response all
-                    # the same.
-                    answered(exchange, response)
-                    result = await read(response)
-                    status = response.status
-            finally:
-                if entered_now:
-                    throttle.leave()
-                else:
-                    await throttle.__aexit__(None, None, None)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not TimeoutError on 3.10
-            if isinstance(exc, PecError):  # PecTimeoutError is a TimeoutError too
-                raise
-            wording = self.wording
-            error = transport_error(
-                exc, where(exchange), timeout.total, wording.service, quote=wording.quote
-            )
-        else:
-            if logger.isEnabledFor(logging.DEBUG):
-                # The token service (quote=False) has tokens in some of its paths (OAuth
-                # v2's /tokens/{token}): its requests are logged by the path's template.
-                shown = (
-                    safe_url(exchange.url)
-                    if self.wording.quote
-                    else f"{safe_url(self.base_url).rstrip('/')}{exchange.endpoint.path}"
-                )
-                logger.debug(
-                    "%s %s -> %s in %.1f ms",
-                    exchange.method,
-                    shown,
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
-            return result
-        finally:
-            response = None
-        # Raised here, outside the handler, so that aiohttp's exception is not even the
-        # implicit ``__context__``: it holds the request headers, and its traceback holds
-        # aiohttp's frames, whose locals are those headers. ``transport_error`` chained a
-        # scrubbed copy (its type and message) instead.
-        raise_unchained(error)
+        return send_once(
+            session, self.throttle, exchange, read, authorization, timeout.total,
+            aiohttp_timeout, self.wording, self.base_url,
+        )  # fmt: skip
 
 
 def _default_target(exchange: Exchange) -> str | None:
