@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -204,6 +206,10 @@ class BatchConfig:
     repeats: int = 3
     #: the item counts compared for peak memory (the first is ``items``)
     memory_items: tuple[int, int] = (10_000, 100_000)
+    #: also count instructions per registration under valgrind (``--icount``): the two
+    #: batch sizes whose difference is counted
+    icount: bool = False
+    icount_sizes: tuple[int, int] = (200, 1200)
 
 
 def _one_run(config: BatchConfig, items: int, impl: str = "pecapi") -> dict[str, Any]:
@@ -317,13 +323,69 @@ def run(config: BatchConfig, log: Callable[[str], None]) -> tuple[list[Measure],
             note="flat: ratio of the client's peak RSS (VmHWM)",
         ),
     ]
+    counted: dict[str, float] = {}
+    if config.icount:
+        counted = instructions_per_item(config, log)
+        if counted:
+            measures.append(
+                Measure(
+                    bench="batch",
+                    what="instructions per registration (valgrind, same loop, same latency)",
+                    unit="k instr",
+                    pecapi=counted["pecapi"] / 1000,
+                    baseline=counted["raw"] / 1000,
+                    baseline_name="raw aiohttp POST + json.loads",
+                    note="deterministic: what the wall time of a CPU-bound batch follows",
+                )
+            )
     return measures, {
+        "instructions_per_item": counted,
         "runs": runs,
         "raw_runs": raw_runs,
         "memory_runs": {"small": small, "big": big},
         "ideal_s": ideal,
         "config": attrs.asdict(config),
     }
+
+
+def instructions_per_item(config: BatchConfig, log: Callable[[str], None]) -> dict[str, float]:
+    """Instructions per registration of pecapi's batch and of raw aiohttp's loop: each
+    child runs under valgrind (``bench_icount``'s way) with the two ``icount_sizes`` on a
+    fresh emulator each; the difference of the totals over the difference of the sizes
+    leaves interpreter start, imports and warm-up out. {} when valgrind is missing."""
+    import shutil
+
+    from benchmarks.bench_icount import VALGRIND, instructions_of
+    from benchmarks.common import REPO_ROOT, child_env, skip
+
+    if shutil.which("valgrind") is None:
+        skip("batch instructions", "valgrind is not installed", log)
+        return {}
+    env = child_env()
+    env["PYTHONHASHSEED"] = "0"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a recompile would land in one count only
+    small, big = config.icount_sizes
+    counted: dict[str, float] = {}
+    for impl in ("pecapi", "raw"):
+        totals: list[int] = []
+        for items in (1, small, big):  # 1: natively, to write the bytecode first
+            with emulator_server(latency=config.latency, credit=str(10 * items + 1000)) as server:
+                child = [
+                    sys.executable, "-m", "benchmarks.bench_batch", "--url", server.url,
+                    "--token", server.token, "--items", str(items),
+                    "--concurrency", str(config.concurrency), "--impl", impl,
+                ]  # fmt: skip
+                command = child if items == 1 else [*VALGRIND, *child]
+                done = subprocess.run(
+                    command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"batch icount {impl} failed:\n{done.stderr[-3000:]}")
+                if items != 1:
+                    totals.append(instructions_of(done.stderr))
+        counted[impl] = (totals[1] - totals[0]) / (big - small)
+        log(f"  batch icount {impl:<6}: {counted[impl] / 1000:.0f} k instructions per item")
+    return counted
 
 
 def _per_item_us(result: dict[str, Any]) -> float:

@@ -78,9 +78,11 @@ def _batch(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[M
 
     quick = args.quick
     if quick:
-        config = bench_batch.BatchConfig(items=1000, repeats=1, memory_items=(1000, 4000))
+        config = bench_batch.BatchConfig(
+            items=1000, repeats=1, memory_items=(1000, 4000), icount=args.icount
+        )
     else:
-        config = bench_batch.BatchConfig()
+        config = bench_batch.BatchConfig(icount=args.icount)
     return bench_batch.run(config, log)
 
 

@@ -72,9 +72,12 @@ FAST_DUMPS: Callable[[Any], bytes] | None = _first_dumps
 
 def dumps(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON (a request body): orjson's encoding when it is
-    installed (about ten times as fast), else the standard library's. Both write the
-    same JSON value (keys in order, no ASCII escaping); what orjson refuses (an integer
-    beyond 64 bits, a key that is not a string) is written by the standard library."""
+    installed (about ten times as fast), else the standard library's. For what pecapi's
+    models unstructure into (strings, integers, booleans, None, lists and dicts with string
+    keys: no floats) both write the same bytes; what orjson refuses (an integer beyond 64
+    bits, a key that is not a string) is written by the standard library. Not for other
+    values: orjson writes NaN as null and encodes dataclasses, enums and datetimes, where
+    the standard library raises."""
     fast = FAST_DUMPS
     if fast is not None:
         try:

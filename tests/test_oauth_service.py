@@ -38,7 +38,7 @@ from pecapi.secret import Secret
 from pecapi.testing import Emulator, OAuthEmulator
 from pecapi.transport.auth import basic_auth, bearer_auth
 from pecapi.transport.endpoint import Effect, Endpoint, Reply
-from pecapi.transport.pipeline import USER_AGENT
+from pecapi.transport.extras import USER_AGENT
 from tests.conftest import FakeTime, no_sleep, serve_app, wait_until
 
 EMAIL = "owner@example.org"

@@ -171,3 +171,20 @@ async def test_a_registration_reaches_the_api_whole_either_way(
         box = await client.mailboxes.register(registration)
     assert box.casella_pec == registration.casella_pec
     assert box.nome_richiedente == 'Nicolò "Çà" \U0001f600'
+
+
+def test_the_models_bodies_are_the_same_bytes_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pecapi.models.converter import unstructure
+    from pecapi.testing import samples
+
+    bodies = [
+        unstructure(
+            samples.registration("nicolo@testcert.legalmail.it", nome_richiedente="Nicolò")
+        ),
+        unstructure(samples.comunica_request("e@pec.com")),
+    ]
+    for body in bodies:
+        monkeypatch.setattr(jsontext, "FAST_DUMPS", orjson.dumps)
+        fast = jsontext.dumps(body)
+        monkeypatch.setattr(jsontext, "FAST_DUMPS", None)
+        assert fast == jsontext.dumps(body) == _standard_dumps(body)

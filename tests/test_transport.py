@@ -29,8 +29,9 @@ from pecapi import (
 from pecapi.resources import comunica_pec, domains, mailboxes
 from pecapi.testing import Emulator, Fault, RunningEmulator
 from pecapi.transport.auth import bearer_auth
+from pecapi.transport.decode import retry_after_seconds
 from pecapi.transport.endpoint import PDF_ACCEPT, Answer, Effect, Endpoint
-from pecapi.transport.pipeline import Pipeline, retry_after_seconds
+from pecapi.transport.pipeline import Pipeline
 from pecapi.transport.requester import Requester
 from pecapi.transport.shared import FreshListing
 from tests.conftest import PDF_BYTES

@@ -274,10 +274,12 @@ class FleetLocks(TargetLocks):
 
 
 class LeaseGuard:
-    """Checked by the retry loop before each attempt of a write under a lease: a lease
-    found lost, or not extended for two thirds of its time to live (Redis away, the
-    event loop stalled, the machine frozen), may be another process's by now, and a
-    write sent then could be mistaken for that process's (or it for ours)."""
+    """Checked before each attempt of a write under a lease (by the retry loop, and by
+    the transport just before the request leaves): a lease found lost, or not extended
+    for two thirds of its time to live (Redis away, the event loop stalled, the machine
+    frozen), may be another process's by now, and a write sent then could be mistaken
+    for that process's (or it for ours). With ``on_unavailable="local"`` a lease not
+    extended only warns until its time to live has certainly passed."""
 
     __slots__ = ("_lease", "_store", "_target", "_ttl")
 
@@ -294,11 +296,16 @@ class LeaseGuard:
                 f"the lease of {_kind(self._target)} was lost while the call held it "
                 "(another process may be writing on it): nothing more was sent"
             )
-        if time.monotonic() - lease.kept_at > self._ttl * 2 / 3:
+        unkept = time.monotonic() - lease.kept_at
+        if unkept > self._ttl * 2 / 3:
             error = CoordinationError(
-                f"the lease of {_kind(self._target)} could not be extended for "
-                f"{self._ttl * 2 / 3:.1f} s: nothing more was sent"
+                f"the lease of {_kind(self._target)} was not extended for {unkept:.1f} s "
+                f"(lease_ttl {self._ttl:g} s): nothing more was sent"
             )
+            if unkept > self._ttl:
+                # Expired for certain: another process may hold the target, whatever
+                # on_unavailable says (it falls back where there is no lease at all).
+                raise error
             self._store.fallback(error, f"the lease of {_kind(self._target)}")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pecapi.errors import ConfigurationError
+from pecapi.models.comunica import ComunicaPec
 from pecapi.models.mailbox import Mailbox
 from pecapi.transport.pending import PendingOutcome, Reconciler
 
@@ -63,14 +64,24 @@ class Applied:
         return found
 
 
-async def _current(client: PecClient, target: str) -> Mailbox | None:
-    """The mailbox a write on ``target`` was about, in whatever state it is now."""
-    mailboxes = client.mailboxes
-    if target.startswith("pec/"):
-        return await mailboxes.get(target[len("pec/") :])
-    if target.startswith("register/"):
-        address = target[len("register/") :]
-        for item in await mailboxes.list():
-            if (item.casella_pec or "").lower() == address and item.id:
-                return await mailboxes.get(item.id)
+async def _current(client: PecClient, target: str) -> Mailbox | ComunicaPec | None:
+    """The object a write on ``target`` was about, in whatever state it is now (None: the
+    account no longer lists it). Every kind of target a paid write takes is covered: an
+    applied verdict without an answer would leave the outcome unsettled, and every later
+    write on the target would stop at it."""
+    kind, _, rest = target.partition("/")
+    if kind == "pec":
+        return await client.mailboxes.get(rest)
+    if kind == "register":
+        for item in await client.mailboxes.list():
+            if (item.casella_pec or "").lower() == rest and item.id:
+                return await client.mailboxes.get(item.id)
+        return None
+    if kind == "comunica_pec":
+        new, _, address = rest.partition("/")
+        if new != "new":
+            return await client.comunica_pec.get(rest)
+        for request in await client.comunica_pec.list():
+            if (request.casella_pec or "").lower() == address.lower() and request.id:
+                return await client.comunica_pec.get(request.id)
     return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pecapi.transport.retry import RetryPolicy
 
 __all__ = [
+    "ACTIVE_GUARD",
     "NOT_APPLIED",
     "NotApplied",
     "PendingBook",
@@ -251,6 +252,16 @@ class TargetGuard(Protocol):
         ...
 
 
+#: The guard of the write whose attempt runs in this context, and the task running it
+#: (set by the retry loop around each attempt): checked again by the transport once the
+#: throttle let the request go, just before it is sent (the wait for a fleet's in-flight
+#: slot has no bound). Tasks started meanwhile (a token renewal) copy the context, and
+#: are not that task: their requests are not the write's.
+ACTIVE_GUARD: contextvars.ContextVar[tuple[TargetGuard, object] | None] = contextvars.ContextVar(
+    "pecapi_active_guard", default=None
+)
+
+
 class _Entry:
     __slots__ = ("lock", "users")
 
@@ -305,6 +316,7 @@ class TargetLocks:
         :class:`~pecapi.PecTimeoutError` (nothing was sent). Yields the guard to check
         before each attempt (None: nothing to check, as in one process)."""
         entry = self._locks.get(target)
+        fresh = entry is None
         if entry is None:
             lock = asyncio.Lock()
             entry = self._locks[target] = _Entry(lock)
@@ -318,7 +330,8 @@ class TargetLocks:
             else:
                 lock = existing
         try:
-            await _acquire(lock, timeout, target)
+            # A lock made just now has no waiter: taken at once, without a task.
+            await _acquire(lock, None if fresh else timeout, target)
         except BaseException:
             self._drop(target, entry, None)
             raise
@@ -332,14 +345,32 @@ class TargetLocks:
 
 
 async def _acquire(lock: asyncio.Lock, timeout: float | None, target: str) -> None:
-    if timeout is None or not lock.locked():
+    """Take ``lock`` within ``timeout`` seconds, or raise PecTimeoutError (nothing sent).
+
+    Not ``asyncio.wait_for(lock.acquire(), timeout)``: on Python 3.10 and 3.11 it returns
+    the lock, swallowing the cancellation, when the caller is cancelled in the very turn
+    the lock is handed to it, and a cancelled call would then send its paid write."""
+    if timeout is None:
         await lock.acquire()
         return
-    acquire: Awaitable[bool] = lock.acquire()
+    acquiring = asyncio.ensure_future(lock.acquire())
     try:
-        await asyncio.wait_for(acquire, max(timeout, 0.0))
-    except asyncio.TimeoutError:
+        done, _ = await asyncio.wait((acquiring,), timeout=max(timeout, 0.0))
+    except asyncio.CancelledError:
+        _abandon(lock, acquiring)
+        raise
+    if not done:
+        _abandon(lock, acquiring)
         raise PecTimeoutError(
             f"the deadline passed while an earlier write on {target} was in progress",
             request_sent=False,
-        ) from None
+        )
+
+
+def _abandon(lock: asyncio.Lock, acquiring: asyncio.Future[Any]) -> None:
+    """Give up an acquisition: a lock already handed to it is given back; a pending one
+    is cancelled (asyncio.Lock then hands the lock to the next waiter, never to it)."""
+    if not acquiring.done():
+        acquiring.cancel()
+    elif not acquiring.cancelled() and acquiring.exception() is None:
+        lock.release()

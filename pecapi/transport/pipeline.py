@@ -1,8 +1,8 @@
 """The one request pipeline every operation goes through.
 
-build URL (+ extra_query) -> auth and headers (+ extra_headers) -> send -> (retry /
-reconcile: see ``attempt``) -> decode envelope -> model; each answer and the value decoded
-from it are told to ``raw`` (for ``with_raw_response``).
+build URL (+ extra_query) -> auth and headers (+ extra_headers) -> send (attempt.py) ->
+retry / settle / reconcile (retry.py) -> decode envelope -> model; each answer and the
+value decoded from it are told to ``raw`` (for ``with_raw_response``).
 
 The pipeline owns the aiohttp session: it creates it lazily inside the running loop,
 closes only a session it created, and turns off aiohttp's silent re-send of GET, HEAD,
@@ -33,22 +33,15 @@ from pecapi.transport.attempt import send_once
 from pecapi.transport.auth import Auth, StaticAuth, TokenProvider, bearer_auth
 from pecapi.transport.decode import (
     AnswerDecoder,
-    api_error,
-    decode_reply,
-    retry_after_seconds,
 )
 from pecapi.transport.download import Destination, PdfReader
 from pecapi.transport.endpoint import Answer, Effect, Endpoint, build_url
 from pecapi.transport.exchange import (
     BodyFactory,
     Exchange,
-    RawResponse,
-    encode_json,
-    json_body,
     no_body,
 )
 from pecapi.transport.extras import (
-    USER_AGENT,
     client_timeout,
     request_query,
 )
@@ -77,18 +70,7 @@ from pecapi.transport.shared import SharedReads
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.transport_errors import ErrorWording
 
-__all__ = [
-    "USER_AGENT",
-    "BodyFactory",
-    "Exchange",
-    "Pipeline",
-    "RawResponse",
-    "api_error",
-    "decode_reply",
-    "encode_json",
-    "json_body",
-    "retry_after_seconds",
-]
+__all__ = ["DEFAULT_RETRY", "PEC_API", "Pipeline"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -307,7 +289,9 @@ class Pipeline:
             except PecError as exc:
                 error = exc
             once = partial(self._once, exchange, self._read_answer, finish)
-            return await resume_write(call, policy, once, deadline, checked, error)
+            resumed = resume_write(call, policy, once, deadline, checked, error)
+            del error  # raised, it would hold this frame, and this frame it: a cycle
+            return await resumed
         finally:
             locks.leave(target)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from pecapi.errors import (
@@ -41,6 +41,7 @@ from pecapi.errors import (
 )
 from pecapi.transport.endpoint import Effect
 from pecapi.transport.pending import (
+    ACTIVE_GUARD,
     NotApplied,
     PendingBook,
     PendingOutcome,
@@ -194,18 +195,19 @@ def cancelled_in_flight(
         _pending(call, policy, reconciler, None).give_up(cancelled=True)
 
 
-async def resume_write(
+def resume_write(
     call: Call[T],
     policy: RetryPolicy,
     once: Callable[[float | None], Awaitable[T]],
     deadline: float | None,
     reconciler: Reconciler[T] | None,
     error: PecError,
-) -> T:
+) -> Coroutine[Any, Any, T]:
     """:func:`run_with_policy` for a write whose first attempt, made by the caller under
     the target's lock with ``reconciler`` :func:`prepared`, failed with ``error``: the
-    decisions are the loop's own from there (settle, resend, raise)."""
-    return await _loop(call, policy, once, deadline, reconciler, 1, None, error)
+    decisions are the loop's own from there (settle, resend, raise). Not a coroutine
+    function: no frame of its own holds ``error`` (which, raised, holds the frames)."""
+    return _loop(call, policy, once, deadline, reconciler, 1, None, error)
 
 
 async def _run(
@@ -236,66 +238,82 @@ async def _loop(
     operation, effect = call.operation, call.effect
     attempt = attempts
     resent = False  # sent again after a window that showed no change
-    while True:
-        if failed is None:
-            attempt += 1
-            left = None if deadline is None else deadline - clock()
-            if left is not None and left <= 0:
-                raise PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
-            if guard is not None:
-                guard.check()  # raises (nothing sent) when the target is no longer ours
-            try:
-                return await once(left)
-            except asyncio.CancelledError:
-                cancelled_in_flight(call, policy, reconciler)
-                raise
-            except PecError as exc:
-                error = exc
-        else:
-            error, failed = failed, None
-        decision = classify(error, effect)
-        if decision is Decision.FAIL:
-            if resent and reconciler is not None:
-                # Refused (say "taken"): the first write may have landed after all.
-                done = await _check_once(reconciler)
-                if done is not None:
-                    return done
-            raise error
-        if decision is Decision.RETRY:
-            delay = wait_before_retry(policy, error, attempt, deadline)
-            if delay is None:
+    error: PecError | None = None
+    pending: PendingOutcome[T] | None = None
+    try:
+        while True:
+            if failed is None:
+                attempt += 1
+                left = None if deadline is None else deadline - clock()
+                if left is not None and left <= 0:
+                    raise PecTimeoutError(
+                        f"{operation}: the deadline has passed", request_sent=False
+                    )
+                token = None
+                if guard is not None:
+                    guard.check()  # raises (nothing sent) when the target is no longer ours
+                    # ... and again just before the request leaves (attempt.send_once).
+                    token = ACTIVE_GUARD.set((guard, asyncio.current_task()))
+                try:
+                    return await once(left)
+                except asyncio.CancelledError:
+                    cancelled_in_flight(call, policy, reconciler)
+                    raise
+                except PecError as exc:
+                    error = exc
+                finally:
+                    if token is not None:
+                        ACTIVE_GUARD.reset(token)
+            else:
+                error, failed = failed, None
+            decision = classify(error, effect)
+            if decision is Decision.FAIL:
+                if resent and reconciler is not None:
+                    # Refused (say "taken"): the first write may have landed after all.
+                    done = await _check_once(reconciler)
+                    if done is not None:
+                        return done
                 raise error
-            notify(policy, operation, attempt, error, delay, settling=False)
-            await policy.sleep(delay)
-            continue
-        if reconciler is None:
-            why = "reconciliation is off" if not policy.reconcile else "it cannot be checked"
-            raise OutcomeUnknownError(
-                f"{operation}: outcome unknown: the request may have been processed "
-                f"({type(error).__name__}: {error}), and {why}; check the account before "
-                "sending it again",
-                cause=error,
-            ) from error
-        pending = _pending(call, policy, reconciler, error)
-        window = pending.window
-        if deadline is not None:
-            window = max(0.0, min(window, deadline - clock()))
-        notify(policy, operation, attempt, error, window, settling=True)
-        try:
-            result = await pending.settle(deadline)
-        except OutcomeUnknownError:
-            pending.give_up()
-            raise
-        except asyncio.CancelledError:
-            pending.give_up(cancelled=True)
-            raise
-        if not isinstance(result, NotApplied):
-            return result
-        # Settled: the write did not take effect. Send it again if the policy allows.
-        if attempt >= policy.max_attempts or (deadline is not None and clock() >= deadline):
-            raise error
-        logger.info("%s: no change after the settle window; sending again", operation)
-        resent = True
+            if decision is Decision.RETRY:
+                delay = wait_before_retry(policy, error, attempt, deadline)
+                if delay is None:
+                    raise error
+                notify(policy, operation, attempt, error, delay, settling=False)
+                await policy.sleep(delay)
+                continue
+            if reconciler is None:
+                why = "reconciliation is off" if not policy.reconcile else "it cannot be checked"
+                raise OutcomeUnknownError(
+                    f"{operation}: outcome unknown: the request may have been processed "
+                    f"({type(error).__name__}: {error}), and {why}; check the account before "
+                    "sending it again",
+                    cause=error,
+                ) from error
+            pending = _pending(call, policy, reconciler, error)
+            window = pending.window
+            if deadline is not None:
+                window = max(0.0, min(window, deadline - clock()))
+            notify(policy, operation, attempt, error, window, settling=True)
+            try:
+                result = await pending.settle(deadline)
+            except OutcomeUnknownError:
+                pending.give_up()
+                raise
+            except asyncio.CancelledError:
+                pending.give_up(cancelled=True)
+                raise
+            if not isinstance(result, NotApplied):
+                return result
+            # Settled: the write did not take effect. Send it again if the policy allows.
+            if attempt >= policy.max_attempts or (deadline is not None and clock() >= deadline):
+                raise error
+            logger.info("%s: no change after the settle window; sending again", operation)
+            resent = True
+    finally:
+        # The error raised from here holds this frame in its traceback: no local of the
+        # frame may hold the error (or the pending outcome holding it), or the two stay
+        # alive until a garbage collection, with the request's frames.
+        error = failed = pending = None
 
 
 async def _check_once(reconciler: Reconciler[T]) -> T | None:

@@ -70,11 +70,12 @@ class FreshListing(Generic[T]):
         try:
             if time_left is None:
                 return await asyncio.shield(current.task)
-            try:
-                return await asyncio.wait_for(asyncio.shield(current.task), time_left)
-            except asyncio.TimeoutError as exc:  # not TimeoutError on 3.10
-                if _raised(current.task, exc):  # the listing's own PecTimeoutError
-                    raise
+            # Not wait_for: on 3.10 and 3.11 it can swallow this caller's cancellation
+            # when the listing ends in the same turn (a cancelled settle would go on,
+            # and could resend). asyncio.wait never cancels the listing itself.
+            done, _ = await asyncio.wait((current.task,), timeout=time_left)
+            if done:
+                return current.task.result()
             raise PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
         except BaseException:
             if current.waiters == 1 and not current.task.done():
@@ -124,10 +125,6 @@ class _Listing(Generic[T]):
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _raised(future: asyncio.Future[Any], exc: BaseException) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is exc
 
 
 def _failed(future: asyncio.Future[Any]) -> bool:
