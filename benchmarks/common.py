@@ -253,7 +253,8 @@ class Measure:
     @property
     def ratio(self) -> float:
         if self.baseline == 0:
-            return float("inf")
+            # Nothing against nothing (no gen0 collection on either side) is even.
+            return 1.0 if self.pecapi == 0 else float("inf")
         return self.pecapi / self.baseline
 
     @property

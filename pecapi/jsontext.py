@@ -33,20 +33,27 @@ __all__ = [
 MAX_DEPTH = 128
 
 
-def _first_fast(text: bytes) -> Any:
-    """Stands for orjson's ``loads`` until the first parse: imported then, not with
-    pecapi (loading it takes a noticeable part of ``import aiohttp``'s time)."""
-    global FAST_LOADS
+def _orjson(name: str) -> Callable[..., Any]:
+    """orjson's function ``name``, imported on first use, not with pecapi (loading it
+    takes a noticeable part of ``import aiohttp``'s time); a ValueError where the
+    ``speed`` extra is not installed (the standard library does the work then)."""
     try:
         import orjson
-    except ImportError:  # the ``fast`` extra: without it the standard library parses
-        FAST_LOADS = None
+    except ImportError:
         raise ValueError("orjson is not installed") from None
-    FAST_LOADS = orjson.loads
-    return orjson.loads(text)
+    found: Callable[..., Any] = getattr(orjson, name)
+    return found
 
 
-#: orjson's ``loads`` when it is installed (the ``fast`` extra; imported at the first
+def _first_fast(text: bytes) -> Any:
+    """Stands for orjson's ``loads`` until the first parse, which sets FAST_LOADS."""
+    global FAST_LOADS
+    FAST_LOADS = None  # if the import fails
+    FAST_LOADS = _orjson("loads")
+    return FAST_LOADS(text)
+
+
+#: orjson's ``loads`` when it is installed (the ``speed`` extra; imported at the first
 #: parse), None where it is not. It reads an answer four times as fast as
 #: ``json.loads``; :func:`loads` uses it only where it gives the very value
 #: ``json.loads`` gives (see ``_fast``). Tests set it (None: the standard library).
@@ -56,13 +63,10 @@ FAST_LOADS: Callable[[bytes], Any] | None = _first_fast
 def _first_dumps(value: Any) -> bytes:
     """Stands for orjson's ``dumps`` until the first body is encoded (see ``_first_fast``)."""
     global FAST_DUMPS
-    try:
-        import orjson
-    except ImportError:
-        FAST_DUMPS = None
-        raise ValueError("orjson is not installed") from None
-    FAST_DUMPS = orjson.dumps
-    return orjson.dumps(value)
+    FAST_DUMPS = None
+    FAST_DUMPS = _orjson("dumps")
+    encoded: bytes = FAST_DUMPS(value)
+    return encoded
 
 
 #: orjson's ``dumps`` when it is installed (imported at the first body), None where it is

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from pecapi.testing import Emulator
+from pecapi import PecClient, RetryPolicy
+from pecapi.fleet import RedisCoordination
+from pecapi.testing import DEFAULT_TOKEN, Emulator
 
 T = TypeVar("T")
 
@@ -77,3 +79,22 @@ async def in_processes(calls: list[tuple[Callable[..., T], tuple[Any, ...]]]) ->
     with ProcessPoolExecutor(len(calls), mp_context=SPAWN) as pool:
         futures = [loop.run_in_executor(pool, fn, *args) for fn, args in calls]
         return list(await asyncio.gather(*futures))
+
+
+@asynccontextmanager
+async def replica(url: str, redis_url: str, policy: RetryPolicy) -> AsyncIterator[PecClient]:
+    """One process of a fleet: a client on its own coordination (two in one test are two
+    processes: they share nothing but Redis)."""
+    fleet = RedisCoordination(redis_url, namespace="pecapi-test")
+    async with PecClient(
+        DEFAULT_TOKEN, sandbox=True, base_url=url, retry=policy, coordination=fleet
+    ) as client:
+        yield client
+
+
+def fleet_of(client: PecClient) -> RedisCoordination:
+    fleet = client._fleet
+    assert fleet is not None
+    coordination = fleet._fleet  # type: ignore[attr-defined]
+    assert isinstance(coordination, RedisCoordination)
+    return coordination

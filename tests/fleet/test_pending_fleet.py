@@ -4,35 +4,15 @@ Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 
-from pecapi import Mailbox, OutcomeUnknownError, PecClient, RetryPolicy
-from pecapi.fleet import RedisCoordination
-from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, samples
+from pecapi import Mailbox, OutcomeUnknownError, RetryPolicy
+from pecapi.testing import Emulator, Fault, samples
+from tests.fleet.helpers import fleet_of, replica
 
 LATE = 1.0  # the renewal is committed this long after its 504
 GIVE_UP = RetryPolicy(settle=4.0, deadline=0.4, backoff=0.01, backoff_max=0.05)
 PATIENT = RetryPolicy(settle=4.0, backoff=0.01, backoff_max=0.05)
-
-
-@asynccontextmanager
-async def replica(url: str, redis_url: str, policy: RetryPolicy) -> AsyncIterator[PecClient]:
-    fleet = RedisCoordination(redis_url, namespace="pecapi-test")
-    async with PecClient(
-        DEFAULT_TOKEN, sandbox=True, base_url=url, retry=policy, coordination=fleet
-    ) as client:
-        yield client
-
-
-def fleet_of(client: PecClient) -> RedisCoordination:
-    fleet = client._fleet
-    assert fleet is not None
-    coordination = fleet._fleet  # type: ignore[attr-defined]
-    assert isinstance(coordination, RedisCoordination)
-    return coordination
 
 
 async def test_a_write_settles_another_process_s_pending_outcome_first(redis_url: str) -> None:

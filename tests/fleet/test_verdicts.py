@@ -8,29 +8,17 @@ processes: they share nothing but Redis.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 import redis.asyncio as aioredis
 
-from pecapi import Mailbox, OutcomeUnknownError, PecClient, RetryPolicy
-from pecapi.fleet import RedisCoordination
+from pecapi import Mailbox, OutcomeUnknownError, RetryPolicy
 from pecapi.fleet.pending_store import KEEP_FOR
-from pecapi.testing import DEFAULT_TOKEN, Emulator, Fault, samples
+from pecapi.testing import Emulator, Fault, samples
+from tests.fleet.helpers import replica
 
 GIVE_UP = RetryPolicy(settle=0.5, deadline=0.2, backoff=0.01, backoff_max=0.05)
 PATIENT = RetryPolicy(settle=0.5, backoff=0.01, backoff_max=0.05)
 RENEW = "/pec/*/rinnovo"
-
-
-@asynccontextmanager
-async def replica(url: str, redis_url: str, policy: RetryPolicy) -> AsyncIterator[PecClient]:
-    fleet = RedisCoordination(redis_url, namespace="pecapi-test")
-    async with PecClient(
-        DEFAULT_TOKEN, sandbox=True, base_url=url, retry=policy, coordination=fleet
-    ) as client:
-        yield client
 
 
 async def kept_verdicts(redis_url: str) -> dict[str, tuple[str, bool]]:
