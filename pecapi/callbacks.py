@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
 
@@ -50,6 +49,7 @@ from pecapi.models.comunica import ComunicaPec
 from pecapi.models.converter import structure
 from pecapi.models.enums import ComunicaPecState, MailboxState
 from pecapi.models.mailbox import Mailbox
+from pecapi.readonly import ReadOnlyDict
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -189,9 +189,7 @@ def parse_payload(payload: Any) -> CallbackEvent:
         raise CallbackError(f"the {kind} has no id")
     callback = item.callback
     data = callback.data if callback is not None else None
-    return CallbackEvent(
-        kind=kind, item=item, data=data, message=message, raw=MappingProxyType(obj)
-    )
+    return CallbackEvent(kind=kind, item=item, data=data, message=message, raw=ReadOnlyDict(obj))
 
 
 def _from_form_value(value: str, field: str) -> CallbackEvent:

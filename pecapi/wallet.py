@@ -23,11 +23,11 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from pecapi.readonly import ReadOnlyDict
 from pecapi.transport.endpoint import Effect, Endpoint, Reply
 
 __all__ = [
@@ -40,11 +40,11 @@ __all__ = [
     "decode_wallet",
 ]
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_EMPTY: Mapping[str, Any] = ReadOnlyDict({})
 
 
 def _frozen_extra(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value)) if value else _EMPTY
+    return ReadOnlyDict(dict(value)) if value else _EMPTY
 
 
 @attrs.frozen(kw_only=True)

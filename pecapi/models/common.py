@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -15,10 +14,11 @@ import attrs
 from pecapi.errors import ValidationError
 from pecapi.models.enums import CallbackMethod, CallbackMethodLiteral
 from pecapi.models.wire import from_unix, nested_deeper_than
+from pecapi.readonly import ReadOnlyDict
 
 __all__ = ["EMPTY_EXTRA", "Callback", "DomainCheck", "Timestamps", "extra_field"]
 
-EMPTY_EXTRA: Mapping[str, Any] = MappingProxyType({})
+EMPTY_EXTRA: Mapping[str, Any] = ReadOnlyDict({})
 
 
 def extra_field() -> Any:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import itertools
 import linecache
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from pecapi.models import readers
+from pecapi.readonly import ReadOnlyDict
 
 if TYPE_CHECKING:
     from pecapi.models.decoders import ModelPlan
@@ -54,7 +54,7 @@ _GLOBALS: dict[str, Any] = {
     "_read_mapping": readers.read_mapping,
     "_read_str_tuple": readers.read_str_tuple,
     "_new": object.__new__,
-    "_proxy": MappingProxyType,
+    "_proxy": ReadOnlyDict,
     "_validators_disabled": attrs.validators.get_disabled,
 }
 _serial = itertools.count()

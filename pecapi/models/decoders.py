@@ -24,7 +24,6 @@ import threading
 import types
 import typing
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -33,6 +32,7 @@ from pecapi.models import readers
 from pecapi.models.common import Callback
 from pecapi.models.decoder_source import FieldCode, write_decoder
 from pecapi.models.enums import ApiEnum
+from pecapi.readonly import ReadOnlyDict
 
 __all__ = ["DECODERS", "Decoder", "ModelPlan", "decode_reference", "decoder", "model_plan"]
 
@@ -109,7 +109,7 @@ class ModelPlan:
         if unknown:
             extra.update((key, data[key]) for key in unknown)
         if extra:
-            object.__setattr__(obj, "extra", MappingProxyType(extra))
+            object.__setattr__(obj, "extra", ReadOnlyDict(extra))
         return obj
 
 
