@@ -22,11 +22,22 @@ class ReadOnlyDict(Mapping[str, Any]):
     def __init__(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
         self._data: dict[str, Any] = dict(data)
 
+    @classmethod
+    def adopt(cls, data: dict[str, Any]) -> ReadOnlyDict:
+        """A ReadOnlyDict of ``data`` itself, not a copy: for a dict nobody else holds
+        (the decoders' fresh ``extra``)."""
+        made = cls.__new__(cls)
+        made._data = data
+        return made
+
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
+
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(self._data)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -44,7 +44,7 @@ _EMPTY: Mapping[str, Any] = ReadOnlyDict({})
 
 
 def _frozen_extra(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return ReadOnlyDict(dict(value)) if value else _EMPTY
+    return ReadOnlyDict(value) if value else _EMPTY
 
 
 @attrs.frozen(kw_only=True)

@@ -55,3 +55,7 @@ def test_a_read_only_dict_behaves_like_the_mapping_it_replaced() -> None:
         hash(extra)
     with pytest.raises(AttributeError):
         extra.update({"b": 2})  # type: ignore[attr-defined]
+
+
+def test_a_read_only_dict_reverses_like_a_dict() -> None:
+    assert list(reversed(ReadOnlyDict({"a": 1, "b": 2}))) == ["b", "a"]

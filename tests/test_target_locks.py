@@ -58,3 +58,35 @@ async def test_a_fast_holder_and_waiters_take_turns() -> None:
     assert len(locks) == 0
     assert locks.enter_now("pec/1")  # free again
     locks.leave("pec/1")
+
+
+async def test_a_waiter_whose_wait_is_cancelled_from_outside_does_not_go_in() -> None:
+    # As when a loop shutting down cancels every task, the waiter's internal one too.
+    locks = TargetLocks()
+    inside: list[str] = []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with locks.hold("pec/1", 10):
+            inside.append("holder")
+            await release.wait()
+            inside.remove("holder")
+
+    async def writer() -> None:
+        async with locks.hold("pec/1", 10):
+            inside.append("writer")
+
+    first = asyncio.ensure_future(holder())
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(writer())
+    await asyncio.sleep(0.01)
+    waits = [t for t in asyncio.all_tasks() if "Lock.acquire" in repr(t.get_coro())]
+    assert len(waits) == 1
+    waits[0].cancel()
+    await asyncio.sleep(0.01)
+    assert inside == ["holder"]  # the writer did not go in beside the holder
+    release.set()
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert len(locks) == 0

@@ -66,9 +66,7 @@ class Applied:
 
 async def _current(client: PecClient, target: str) -> Mailbox | ComunicaPec | None:
     """The object a write on ``target`` was about, in whatever state it is now (None: the
-    account no longer lists it). Every kind of target a paid write takes is covered: an
-    applied verdict without an answer would leave the outcome unsettled, and every later
-    write on the target would stop at it."""
+    account no longer lists it, or a creation's object cannot be told apart)."""
     kind, _, rest = target.partition("/")
     if kind == "pec":
         return await client.mailboxes.get(rest)
@@ -77,11 +75,8 @@ async def _current(client: PecClient, target: str) -> Mailbox | ComunicaPec | No
             if (item.casella_pec or "").lower() == rest and item.id:
                 return await client.mailboxes.get(item.id)
         return None
-    if kind == "comunica_pec":
-        new, _, address = rest.partition("/")
-        if new != "new":
-            return await client.comunica_pec.get(rest)
-        for request in await client.comunica_pec.list():
-            if (request.casella_pec or "").lower() == address.lower() and request.id:
-                return await client.comunica_pec.get(request.id)
+    if kind == "comunica_pec" and not rest.startswith("new/"):
+        return await client.comunica_pec.get(rest)
+    # A creation's own check found no new request: one listed at its address now may be
+    # older than the write, or another process's since; it is not taken for this one.
     return None

@@ -54,7 +54,7 @@ _GLOBALS: dict[str, Any] = {
     "_read_mapping": readers.read_mapping,
     "_read_str_tuple": readers.read_str_tuple,
     "_new": object.__new__,
-    "_proxy": ReadOnlyDict,
+    "_proxy": ReadOnlyDict.adopt,
     "_validators_disabled": attrs.validators.get_disabled,
 }
 _serial = itertools.count()

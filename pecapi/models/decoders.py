@@ -109,7 +109,7 @@ class ModelPlan:
         if unknown:
             extra.update((key, data[key]) for key in unknown)
         if extra:
-            object.__setattr__(obj, "extra", ReadOnlyDict(extra))
+            object.__setattr__(obj, "extra", ReadOnlyDict.adopt(extra))
         return obj
 
 

@@ -356,7 +356,7 @@ async def _acquire(lock: asyncio.Lock, timeout: float | None, target: str) -> No
     acquiring = asyncio.ensure_future(lock.acquire())
     try:
         done, _ = await asyncio.wait((acquiring,), timeout=max(timeout, 0.0))
-    except asyncio.CancelledError:
+    except BaseException:  # cancelled, or closed (GeneratorExit)
         _abandon(lock, acquiring)
         raise
     if not done:
@@ -365,6 +365,9 @@ async def _acquire(lock: asyncio.Lock, timeout: float | None, target: str) -> No
             f"the deadline passed while an earlier write on {target} was in progress",
             request_sent=False,
         )
+    if acquiring.cancelled():
+        # Cancelled from outside (a loop shutting down cancels every task): not held.
+        raise asyncio.CancelledError
 
 
 def _abandon(lock: asyncio.Lock, acquiring: asyncio.Future[Any]) -> None:
