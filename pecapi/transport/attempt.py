@@ -15,7 +15,7 @@ from pecapi.errors import PecError, safe_url
 from pecapi.secret import Secret
 from pecapi.transport.exchange import Exchange, where
 from pecapi.transport.extras import content_type, request_headers, request_payload
-from pecapi.transport.pending import ACTIVE_GUARD
+from pecapi.transport.pending import ACTIVE_GUARD, check_guard
 from pecapi.transport.raw import answered
 from pecapi.transport.throttle import Throttle
 from pecapi.transport.transport_errors import ErrorWording, raise_unchained, transport_error
@@ -56,7 +56,7 @@ async def send_once(
         try:
             active = ACTIVE_GUARD.get()
             if active is not None and active[1] is asyncio.current_task():
-                active[0].check()  # a fleet's write: its lease may have gone while it waited
+                check_guard(active[0])  # a fleet's write: its lease may have gone meanwhile
             async with session.request(
                 exchange.method,
                 exchange.url,

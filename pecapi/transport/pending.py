@@ -31,6 +31,7 @@ __all__ = [
     "Reconciler",
     "TargetGuard",
     "TargetLocks",
+    "check_guard",
     "outer_deadline",
 ]
 
@@ -260,6 +261,17 @@ class TargetGuard(Protocol):
 ACTIVE_GUARD: contextvars.ContextVar[tuple[TargetGuard, object] | None] = contextvars.ContextVar(
     "pecapi_active_guard", default=None
 )
+
+
+def check_guard(guard: TargetGuard) -> None:
+    """``guard.check()``, its error raised with no implicit ``__context__``: on Python 3.10
+    a coroutine can still see an earlier attempt's aiohttp exception (its request headers
+    in its frames) as the one being handled (see transport_errors.raise_unchained)."""
+    try:
+        guard.check()
+    except BaseException as error:
+        error.__context__ = None
+        raise
 
 
 class _Entry:

@@ -48,6 +48,7 @@ from pecapi.transport.pending import (
     Reconciler,
     TargetGuard,
     TargetLocks,
+    check_guard,
     outer_deadline,
 )
 from pecapi.transport.policy import (
@@ -59,6 +60,7 @@ from pecapi.transport.policy import (
     notify,
     wait_before_retry,
 )
+from pecapi.transport.transport_errors import raise_again
 
 __all__ = [
     "DEFAULT_SETTLE",
@@ -246,12 +248,12 @@ async def _loop(
                 attempt += 1
                 left = None if deadline is None else deadline - clock()
                 if left is not None and left <= 0:
-                    raise PecTimeoutError(
-                        f"{operation}: the deadline has passed", request_sent=False
+                    raise_again(
+                        PecTimeoutError(f"{operation}: the deadline has passed", request_sent=False)
                     )
                 token = None
                 if guard is not None:
-                    guard.check()  # raises (nothing sent) when the target is no longer ours
+                    check_guard(guard)  # raises (nothing sent): the target is no longer ours
                     # ... and again just before the request leaves (attempt.send_once).
                     token = ACTIVE_GUARD.set((guard, asyncio.current_task()))
                 try:
@@ -273,22 +275,16 @@ async def _loop(
                     done = await _check_once(reconciler)
                     if done is not None:
                         return done
-                raise error
+                raise_again(error)
             if decision is Decision.RETRY:
                 delay = wait_before_retry(policy, error, attempt, deadline)
                 if delay is None:
-                    raise error
+                    raise_again(error)
                 notify(policy, operation, attempt, error, delay, settling=False)
                 await policy.sleep(delay)
                 continue
             if reconciler is None:
-                why = "reconciliation is off" if not policy.reconcile else "it cannot be checked"
-                raise OutcomeUnknownError(
-                    f"{operation}: outcome unknown: the request may have been processed "
-                    f"({type(error).__name__}: {error}), and {why}; check the account before "
-                    "sending it again",
-                    cause=error,
-                ) from error
+                raise_again(_unchecked(operation, error, policy))
             pending = _pending(call, policy, reconciler, error)
             window = pending.window
             if deadline is not None:
@@ -306,7 +302,7 @@ async def _loop(
                 return result
             # Settled: the write did not take effect. Send it again if the policy allows.
             if attempt >= policy.max_attempts or (deadline is not None and clock() >= deadline):
-                raise error
+                raise_again(error)
             logger.info("%s: no change after the settle window; sending again", operation)
             resent = True
     finally:
@@ -314,6 +310,20 @@ async def _loop(
         # frame may hold the error (or the pending outcome holding it), or the two stay
         # alive until a garbage collection, with the request's frames.
         error = failed = pending = None
+
+
+def _unchecked(operation: str, error: PecError, policy: RetryPolicy) -> OutcomeUnknownError:
+    """The error of a write whose unknown outcome will not be checked, caused by ``error``
+    (built here, raised by the loop with raise_again: no implicit context)."""
+    why = "reconciliation is off" if not policy.reconcile else "it cannot be checked"
+    unknown = OutcomeUnknownError(
+        f"{operation}: outcome unknown: the request may have been processed "
+        f"({type(error).__name__}: {error}), and {why}; check the account before "
+        "sending it again",
+        cause=error,
+    )
+    unknown.__cause__ = error
+    return unknown
 
 
 async def _check_once(reconciler: Reconciler[T]) -> T | None:

@@ -15,7 +15,7 @@ from pecapi.errors import (
     TransportError,
 )
 
-__all__ = ["ErrorWording", "raise_unchained", "transport_error"]
+__all__ = ["ErrorWording", "raise_again", "raise_unchained", "transport_error"]
 
 
 @attrs.frozen(kw_only=True)
@@ -80,6 +80,25 @@ def transport_error(
         error = TransportError(f"{to}HTTP failure ({type(exc).__name__})", **where)
     error.__cause__ = ScrubbedCause.of(exc, keep_message=quote)
     return error
+
+
+def raise_again(error: BaseException) -> NoReturn:
+    """Raise ``error`` again, later than where it was caught, with the context it had.
+
+    A plain ``raise error`` outside its ``except`` block sets the exception being handled
+    as its ``__context__``, and on 3.10 a coroutine can still see aiohttp's exception as
+    that one (see :func:`raise_unchained`): the request headers would hang off the error.
+    """
+    context = error.__context__
+    try:
+        raise error
+    except BaseException as raised:
+        raised.__context__ = context
+        raise
+    finally:
+        # This frame is in the error's traceback: it must not hold the error (a cycle
+        # that keeps the request's frames alive until a garbage collection).
+        del error, context
 
 
 def raise_unchained(error: BaseException) -> NoReturn:
